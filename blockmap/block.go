@@ -1,0 +1,97 @@
+package blockmap
+
+import (
+	"container/list"
+	"time"
+)
+
+// block is the cached state of one block. All fields are guarded by
+// Device.mu. The content of a block is:
+//   - full && buf == nil: all zeros (a hole, or trimmed);
+//   - full && buf != nil: buf;
+//   - !full: buf where valid says so, the stored object elsewhere.
+type block struct {
+	n     int64
+	buf   []byte
+	valid sectorSet // meaningful only while !full
+	full  bool
+
+	// version counts mutations; durable is the highest version known to be
+	// in the store. A FLUSH waits until durable reaches the version it saw.
+	version, durable uint64
+	// dirty stays set until an upload of the current version succeeds, so
+	// the dirty list holds every acknowledged write that is not yet durable.
+	dirty      bool
+	dirtySince time.Time
+
+	loading   bool
+	uploading bool
+	queued    bool
+	// wantUpload: an upload was asked for while one was running.
+	wantUpload bool
+	// shared: an upload is reading buf; a writer must copy it first.
+	shared bool
+
+	// Upload attempts are numbered; a waiter that saw attempt k started
+	// fails when a later attempt fails.
+	attemptsStarted uint64
+	failedAttempt   uint64
+	uploadErr       error
+
+	elem    *list.Element // in Device.clean or Device.dirty
+	inDirty bool
+}
+
+// busy blocks stay in the map: a worker holds a pointer across a wait.
+func (b *block) busy() bool { return b.loading || b.uploading || b.queued || b.dirty }
+
+// lookup returns block n, creating it. A block absent from the store starts
+// out as a known hole, so reading it costs nothing.
+func (d *Device) lookup(n int64) *block {
+	b := d.blocks[n]
+	if b == nil {
+		b = &block{n: n, full: !d.present.has(n)}
+		d.blocks[n] = b
+	}
+	return b
+}
+
+// settle files b after a state change: dirty blocks in the dirty list in the
+// order they became dirty, idle blocks holding a buffer in the clean LRU,
+// idle blocks without one dropped (the presence map remembers holes).
+func (d *Device) settle(b *block) {
+	if b.dirty {
+		if !b.inDirty {
+			d.unlist(b)
+			b.elem, b.inDirty = d.dirty.PushBack(b), true
+		}
+		return
+	}
+	d.unlist(b)
+	switch {
+	case b.busy():
+	case b.buf != nil:
+		b.elem = d.clean.PushBack(b)
+	default:
+		delete(d.blocks, b.n)
+	}
+}
+
+func (d *Device) unlist(b *block) {
+	if b.elem == nil {
+		return
+	}
+	if b.inDirty {
+		d.dirty.Remove(b.elem)
+	} else {
+		d.clean.Remove(b.elem)
+	}
+	b.elem, b.inDirty = nil, false
+}
+
+// touch marks a clean block as recently used.
+func (d *Device) touch(b *block) {
+	if b.elem != nil && !b.inDirty {
+		d.clean.MoveToBack(b.elem)
+	}
+}

@@ -1,0 +1,218 @@
+// Package blockmap is the device core shared by every front end: it maps a
+// block device onto objects, one object per block, named as s3backer names
+// them. It caches blocks in bounded memory, merges small writes into whole
+// blocks (a partial block going out is read-modify-written), uploads in
+// parallel, reads ahead on sequential access, and makes FLUSH mean that every
+// write acknowledged before it is durable in the store.
+//
+// Device implements io.ReaderAt and io.WriterAt plus Sync, WriteAtFUA, Trim
+// and ZeroAt, so it can back an NBD export directly.
+package blockmap
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/objbacker/objbacker/objstore"
+)
+
+// Config describes a device to open.
+type Config struct {
+	Store objstore.Store
+	// Geometry fields left zero are taken from what the bucket records; a
+	// fresh bucket needs Size (BlockSize defaults to 1 MiB).
+	Geometry Geometry
+	// DefaultSize, if set, creates a fresh device of this size when
+	// Geometry.Size is zero (the daemon's zero-flag quick start).
+	DefaultSize int64
+
+	// CacheSize bounds the memory held in block buffers, clean and dirty.
+	// Writers wait (back-pressure) when dirty blocks fill it.
+	CacheSize int64
+	// Parallel bounds the store requests in flight.
+	Parallel int
+	// ReadAhead is how many blocks a sequential reader fetches ahead.
+	ReadAhead int
+	// WriteDelay is how long a partially written block may stay dirty before
+	// it is read-modify-written to the store even without a FLUSH.
+	WriteDelay time.Duration
+
+	Log *slog.Logger
+}
+
+// Defaults applied by Open to zero fields.
+const (
+	DefaultCacheSize  = 256 << 20
+	DefaultParallel   = 16
+	DefaultReadAhead  = 4
+	DefaultWriteDelay = 2 * time.Second
+)
+
+// Device is an open block device. Its methods are safe for concurrent use.
+type Device struct {
+	store objstore.Store
+	geo   Geometry
+	cfg   Config
+	log   *slog.Logger
+
+	// sem bounds concurrent store requests to cfg.Parallel.
+	sem chan struct{}
+	// bufs recycles block buffers; GC pressure at 1 MiB per request matters.
+	bufs sync.Pool
+
+	// mu guards the fields below and every block's fields. Holding one lock
+	// keeps the state machine simple; critical sections are map updates and
+	// memory copies, never store requests.
+	mu         sync.Mutex
+	changed    *sync.Cond // broadcast on every block state change
+	blocks     map[int64]*block
+	clean      list.List // evictable blocks, least recently used first
+	dirty      list.List // dirty blocks, oldest first
+	present    presence
+	memUsed    int64
+	work       *sync.Cond // signalled when queue grows or the device closes
+	queue      []*block   // blocks waiting for an upload worker
+	recent     [8]int64   // recently read block numbers, for sequential detection
+	recentNext int
+	prefetches int
+	closed     bool
+
+	stats Stats
+
+	// meta is the user metadata every block object carries.
+	meta map[string]string
+
+	// ctx is for store requests; Close cancels it after the final flush.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// Open resolves the device geometry against what the store records (writing
+// it on first use), lists the blocks present, and starts the upload workers.
+func Open(ctx context.Context, cfg Config) (*Device, error) {
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("%w: no store", ErrInvalidConfig)
+	}
+	if cfg.Geometry.BlockSize != 0 {
+		g := cfg.Geometry
+		if g.Size == 0 {
+			g.Size = g.BlockSize // validate the block size alone
+		}
+		if err := g.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = DefaultParallel
+	}
+	if cfg.ReadAhead < 0 {
+		cfg.ReadAhead = 0
+	} else if cfg.ReadAhead == 0 {
+		cfg.ReadAhead = DefaultReadAhead
+	}
+	if cfg.WriteDelay <= 0 {
+		cfg.WriteDelay = DefaultWriteDelay
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	geo, err := resolveGeometry(ctx, cfg.Store, cfg.Geometry, cfg.DefaultSize)
+	if err != nil {
+		return nil, err
+	}
+	if minCache := 4 * geo.BlockSize; cfg.CacheSize < minCache {
+		return nil, fmt.Errorf("%w: cache size %s is below 4 blocks (%s)", ErrInvalidConfig, FormatSize(cfg.CacheSize), FormatSize(minCache))
+	}
+
+	d := &Device{
+		store:   cfg.Store,
+		geo:     geo,
+		cfg:     cfg,
+		log:     cfg.Log,
+		sem:     make(chan struct{}, cfg.Parallel),
+		blocks:  make(map[int64]*block),
+		present: newPresence(),
+	}
+	d.changed = sync.NewCond(&d.mu)
+	d.work = sync.NewCond(&d.mu)
+	for i := range d.recent {
+		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
+	}
+	d.meta = blockMetadata(geo)
+	d.bufs.New = func() any { b := make([]byte, geo.BlockSize); return &b }
+	if err := d.listPresent(ctx); err != nil {
+		return nil, err
+	}
+
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	for range cfg.Parallel {
+		d.workers.Add(1)
+		go d.uploadWorker()
+	}
+	d.workers.Add(1)
+	go d.writeDelayFlusher(d.ctx)
+	return d, nil
+}
+
+// listPresent fills the presence map from a listing of the store.
+func (d *Device) listPresent(ctx context.Context) error {
+	start := time.Now()
+	var count int64
+	err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
+		n, ok := ParseBlockKey(info.Key)
+		if !ok {
+			return nil
+		}
+		if n >= d.geo.Blocks() {
+			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
+			return nil
+		}
+		d.present.set(n, true)
+		count++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing blocks: %w", err)
+	}
+	d.log.Info("device opened", "size", FormatSize(d.geo.Size), "block_size", FormatSize(d.geo.BlockSize),
+		"blocks_present", count, "list_time", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Geometry returns the device's size and block size.
+func (d *Device) Geometry() Geometry { return d.geo }
+
+// Size is the device size in bytes (go-nbd's backend.Backend).
+func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
+
+// Close flushes every dirty block, stops the workers and reports a flush
+// failure: data acknowledged to a client that did not reach the store.
+func (d *Device) Close() error {
+	err := d.Sync()
+	d.mu.Lock()
+	d.closed = true
+	d.changed.Broadcast()
+	d.work.Broadcast()
+	d.mu.Unlock()
+	d.cancel()
+	d.workers.Wait()
+	if err != nil {
+		return fmt.Errorf("final flush: %w", err)
+	}
+	return nil
+}
+
+func (d *Device) checkOpen() error {
+	if d.closed {
+		return ErrClosed
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+package blockmap
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestBlockKeyMatchesS3backer(t *testing.T) {
+	for n, want := range map[int64]string{0: "00000000", 1: "00000001", 255: "000000ff", 65536: "00010000", 1 << 24: "01000000", 1<<32 - 1: "ffffffff"} {
+		if got := BlockKey(n); got != want {
+			t.Errorf("BlockKey(%d) = %q, want %q", n, got, want)
+		}
+		if back, ok := ParseBlockKey(want); !ok || back != n {
+			t.Errorf("ParseBlockKey(%q) = %d, %v", want, back, ok)
+		}
+	}
+	for _, bad := range []string{"", "0000000", "000000000", "0000000G", "0000000A", "objbacker-device", "s3backer-mounted"} {
+		if _, ok := ParseBlockKey(bad); ok {
+			t.Errorf("ParseBlockKey(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"4096": 4096, "1M": 1 << 20, "1MiB": 1 << 20, "16G": 16 << 30, "512k": 512 << 10, "1.5G": 3 << 29, "2T": 2 << 40, "100GB": 100 << 30} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "G", "-1M", "12X", "abc", "99999999999P"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+	if FormatSize(16<<30) != "16G" || FormatSize(1536<<20) != "1536M" || FormatSize(1000) != "1000" {
+		t.Error("FormatSize")
+	}
+}
+
+func TestGeometryValidate(t *testing.T) {
+	ok := []Geometry{{16 << 30, 1 << 20}, {4 << 10, 4 << 10}, {64 << 20, 64 << 20}, {1 << 52, 1 << 20}}
+	for _, g := range ok {
+		if err := g.Validate(); err != nil {
+			t.Errorf("%+v: %v", g, err)
+		}
+	}
+	bad := []Geometry{{16 << 30, 3 << 20}, {16 << 30, 2 << 10}, {1 << 30, 128 << 20}, {0, 1 << 20}, {(1 << 20) + 512, 1 << 20}, {1 << 53, 1 << 20}}
+	for _, g := range bad {
+		if err := g.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("%+v: err = %v, want ErrInvalidConfig", g, err)
+		}
+	}
+}
+
+func TestSectorSet(t *testing.T) {
+	s := newSectorSet(64 << 10) // 128 sectors
+	s.add(0, 1024)
+	s.add(4096, 8192)
+	s.add(4096, 512) // again: no double count
+	if s.count != 2+16 || s.full() {
+		t.Fatalf("count %d", s.count)
+	}
+	if !s.covers(4096, 8192) || s.covers(0, 2048) {
+		t.Fatal("covers")
+	}
+	var gaps [][2]int64
+	s.gaps(func(off, n int64) { gaps = append(gaps, [2]int64{off, n}) })
+	want := [][2]int64{{1024, 3072}, {12288, 64<<10 - 12288}}
+	if len(gaps) != 2 || gaps[0] != want[0] || gaps[1] != want[1] {
+		t.Fatalf("gaps %v, want %v", gaps, want)
+	}
+	s.add(0, 64<<10)
+	if !s.full() {
+		t.Fatal("not full after covering everything")
+	}
+}
+
+func TestPresence(t *testing.T) {
+	p := newPresence()
+	for _, n := range []int64{0, 63, 64, chunkBlocks, 1<<32 - 1} {
+		p.set(n, true)
+		p.set(n, true)
+	}
+	if p.count != 5 || !p.has(63) || p.has(62) || !p.has(1<<32-1) {
+		t.Fatalf("presence count %d", p.count)
+	}
+	p.set(63, false)
+	p.set(62, false)
+	if p.count != 4 || p.has(63) {
+		t.Fatal("clear")
+	}
+}

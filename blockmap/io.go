@@ -1,0 +1,279 @@
+package blockmap
+
+import (
+	"fmt"
+	"time"
+)
+
+// checkRange refuses requests beyond the device or not sector-aligned; the
+// errors wrap syscall.EINVAL.
+func (d *Device) checkRange(op string, off, n int64) error {
+	if off < 0 || n < 0 || off > d.geo.Size || n > d.geo.Size-off {
+		return fmt.Errorf("%s [%d, +%d) outside the device (size %d): %w", op, off, n, d.geo.Size, errOutOfRange)
+	}
+	if off%SectorSize != 0 || n%SectorSize != 0 {
+		return fmt.Errorf("%s [%d, +%d) not aligned to %d-byte sectors: %w", op, off, n, SectorSize, errMisaligned)
+	}
+	return nil
+}
+
+// span calls fn for each block piece of [off, off+n): block number, offset
+// in the block, and the piece's offset in the request.
+func (d *Device) span(off, n int64, fn func(blk, inBlock, inReq, length int64) error) error {
+	bs := d.geo.BlockSize
+	for done := int64(0); done < n; {
+		pos := off + done
+		blk, in := pos/bs, pos%bs
+		l := min(bs-in, n-done)
+		if err := fn(blk, in, done, l); err != nil {
+			return err
+		}
+		done += l
+	}
+	return nil
+}
+
+// ReadAt reads len(p) bytes at off (io.ReaderAt).
+func (d *Device) ReadAt(p []byte, off int64) (int, error) {
+	if err := d.checkRange("read", off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	first, last := off/d.geo.BlockSize, (off+int64(len(p))-1)/d.geo.BlockSize
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return 0, err
+	}
+	d.stats.ReadOps++
+	// A request over several blocks fetches them in parallel, not in turn.
+	for blk := first + 1; blk <= last; blk++ {
+		d.prefetch(blk)
+	}
+	err := d.span(off, int64(len(p)), func(blk, in, at, l int64) error {
+		return d.readBlock(blk, in, p[at:at+l])
+	})
+	if err != nil {
+		return 0, err
+	}
+	d.noteRead(first, last)
+	d.stats.BytesRead += int64(len(p))
+	return len(p), nil
+}
+
+// readBlock copies block blk's bytes [in, in+len(p)) into p.
+func (d *Device) readBlock(blk, in int64, p []byte) error {
+	missed := false
+	for {
+		b := d.lookup(blk)
+		switch {
+		case b.full && b.buf == nil:
+			clear(p)
+		case b.full || (b.buf != nil && b.valid.covers(in, int64(len(p)))):
+			copy(p, b.buf[in:])
+		case b.loading:
+			missed = true
+			d.changed.Wait()
+			continue
+		default:
+			missed = true
+			if b.buf == nil && !d.roomFor() {
+				if err := d.waitForRoom(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := d.load(b); err != nil {
+				d.settle(b)
+				return err
+			}
+			continue
+		}
+		if missed {
+			d.stats.CacheMisses++
+		} else {
+			d.stats.CacheHits++
+		}
+		d.touch(b)
+		d.settle(b)
+		return nil
+	}
+}
+
+// WriteAt writes p at off (io.WriterAt). The data is in the cache when it
+// returns; Sync makes it durable.
+func (d *Device) WriteAt(p []byte, off int64) (int, error) {
+	if _, err := d.write(p, off, int64(len(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// WriteAtFUA writes p at off and returns once it is durable in the store.
+func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) {
+	touched, err := d.write(p, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	if err := d.waitAll(touched); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// ZeroAt writes zeros over [off, off+n): whole blocks become holes (their
+// objects are deleted), partial blocks get zeros written.
+func (d *Device) ZeroAt(off, n int64, noHole bool) error {
+	_, err := d.discard("zero", off, n)
+	return err
+}
+
+// Trim discards [off, off+n); it reads back as zeros.
+func (d *Device) Trim(off, n int64) error {
+	_, err := d.discard("trim", off, n)
+	return err
+}
+
+// target is a block version a FUA write waits for.
+type target struct {
+	b       *block
+	version uint64
+	start   uint64
+}
+
+// write applies p (nil: zeros) to [off, off+n).
+func (d *Device) write(p []byte, off, n int64) ([]target, error) {
+	if err := d.checkRange("write", off, n); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return nil, err
+	}
+	d.stats.WriteOps++
+	var touched []target
+	err := d.span(off, n, func(blk, in, at, l int64) error {
+		var data []byte
+		if p != nil {
+			data = p[at : at+l]
+		}
+		t, err := d.writeBlock(blk, in, l, data)
+		if t.b != nil {
+			touched = append(touched, t)
+		}
+		return err
+	})
+	d.stats.BytesWritten += n
+	return touched, err
+}
+
+// writeBlock copies data (nil: zeros) into block blk at in.
+func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
+	bs := d.geo.BlockSize
+	for {
+		if err := d.checkOpen(); err != nil {
+			return target{}, err
+		}
+		b := d.lookup(blk)
+		if data == nil && b.full && b.buf == nil {
+			// Zeros into a hole change nothing.
+			t := target{b, b.version, b.attemptsStarted}
+			d.settle(b)
+			return t, nil
+		}
+		if (b.buf == nil || b.shared) && !d.roomFor() {
+			if err := d.waitForRoom(); err != nil {
+				return target{}, err
+			}
+			continue
+		}
+		switch {
+		case b.buf == nil:
+			b.buf = d.allocBuf()
+			if b.full {
+				clear(b.buf)
+			} else {
+				b.valid = newSectorSet(bs)
+			}
+		case b.shared:
+			// An upload is reading buf: copy on write.
+			nb := d.allocBuf()
+			copy(nb, b.buf)
+			b.buf, b.shared = nb, false
+		}
+		if data == nil {
+			clear(b.buf[in : in+l])
+		} else {
+			copy(b.buf[in:], data)
+		}
+		if !b.full {
+			b.valid.add(in, l)
+			if b.valid.full() {
+				b.full, b.valid = true, sectorSet{}
+			}
+		}
+		d.markDirty(b)
+		// A writer that reached the end of a complete block is done with it:
+		// upload now rather than wait for a FLUSH. This is what turns eight
+		// 128 KiB writes into one PUT.
+		if b.full && in+l == bs {
+			d.enqueue(b)
+		}
+		d.settle(b)
+		return target{b, b.version, b.attemptsStarted}, nil
+	}
+}
+
+func (d *Device) markDirty(b *block) {
+	b.version++
+	if !b.dirty {
+		b.dirty = true
+		b.dirtySince = time.Now()
+	}
+}
+
+// discard zeros [off, off+n), turning whole blocks into holes.
+func (d *Device) discard(op string, off, n int64) ([]target, error) {
+	if err := d.checkRange(op, off, n); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.checkOpen(); err != nil {
+		return nil, err
+	}
+	d.stats.TrimOps++
+	var touched []target
+	err := d.span(off, n, func(blk, in, _, l int64) error {
+		if l < d.geo.BlockSize {
+			t, err := d.writeBlock(blk, in, l, nil)
+			touched = append(touched, t)
+			return err
+		}
+		touched = append(touched, d.holeBlock(blk))
+		return nil
+	})
+	return touched, err
+}
+
+// holeBlock makes block blk a hole; its object is deleted by the upload.
+func (d *Device) holeBlock(blk int64) target {
+	b := d.lookup(blk)
+	if b.full && b.buf == nil && !b.busy() && !d.present.has(blk) {
+		// Never written, or already deleted: nothing to do.
+		d.settle(b)
+		return target{}
+	}
+	if b.buf != nil {
+		if !b.shared {
+			d.freeBuf(b.buf)
+		}
+		// A shared buffer belongs to its upload now, which frees it.
+		b.buf, b.shared = nil, false
+	}
+	b.full, b.valid = true, sectorSet{}
+	d.markDirty(b)
+	d.enqueue(b)
+	d.settle(b)
+	return target{b, b.version, b.attemptsStarted}
+}

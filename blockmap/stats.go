@@ -1,0 +1,33 @@
+package blockmap
+
+// Stats are the device's counters since it opened, and a few gauges.
+type Stats struct {
+	ReadOps, WriteOps, TrimOps, FlushOps int64
+	BytesRead, BytesWritten              int64
+	CacheHits, CacheMisses               int64
+	ReadAheads                           int64
+	Puts, Deletes                        int64 // block uploads that succeeded
+	ReadErrors, UploadErrors             int64
+	Evictions                            int64
+	Stalls                               int64 // waits for dirty blocks to drain
+
+	// Gauges at the time of the call.
+	BlocksPresent int64 // objects in the store, as far as the device knows
+	CacheBytes    int64
+	DirtyBlocks   int64
+	UploadQueue   int64
+	CachedBlocks  int64
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.stats
+	s.CacheBytes = d.memUsed
+	s.DirtyBlocks = int64(d.dirty.Len())
+	s.UploadQueue = int64(len(d.queue))
+	s.CachedBlocks = int64(len(d.blocks))
+	s.BlocksPresent = d.present.count
+	return s
+}

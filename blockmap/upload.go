@@ -1,0 +1,198 @@
+package blockmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/objbacker/objbacker/objstore"
+)
+
+// enqueue asks an upload worker to write b back. Uploads of one block never
+// overlap, and each one sends the block's current content, so the store
+// always ends with the latest version.
+func (d *Device) enqueue(b *block) {
+	switch {
+	case b.uploading:
+		b.wantUpload = true
+	case b.queued:
+	default:
+		b.queued = true
+		d.queue = append(d.queue, b)
+		d.work.Signal()
+	}
+}
+
+func (d *Device) uploadWorker() {
+	defer d.workers.Done()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		for len(d.queue) == 0 && !d.closed {
+			d.work.Wait()
+		}
+		if d.closed {
+			return
+		}
+		b := d.queue[0]
+		d.queue[0] = nil
+		d.queue = d.queue[1:]
+		b.queued = false
+		d.upload(b)
+		d.settle(b)
+	}
+}
+
+// upload writes b's current content to the store: a PUT, or a DELETE when
+// the block is all zeros. Called with d.mu held; released during requests.
+func (d *Device) upload(b *block) {
+	for !b.full && b.dirty && !b.uploading {
+		if b.loading {
+			d.changed.Wait()
+			continue
+		}
+		// Read-modify-write: merge the stored object under a partial block.
+		if err := d.load(b); err != nil {
+			b.attemptsStarted++
+			d.uploadFailed(b, b.attemptsStarted, err)
+			return
+		}
+	}
+	if !b.dirty || b.uploading {
+		return
+	}
+	b.attemptsStarted++
+	attempt, version, buf := b.attemptsStarted, b.version, b.buf
+	b.uploading, b.wantUpload = true, false
+	if buf != nil {
+		b.shared = true
+	}
+	d.mu.Unlock()
+
+	zero := buf == nil || isZero(buf)
+	key := BlockKey(b.n)
+	d.sem <- struct{}{}
+	var err error
+	if zero {
+		err = d.store.Delete(d.ctx, key)
+	} else {
+		_, err = d.store.Put(d.ctx, key, buf, objstore.PutOptions{
+			ContentType: BlockContentType,
+			Metadata:    d.meta,
+		})
+	}
+	<-d.sem
+
+	d.mu.Lock()
+	b.uploading = false
+	if buf != nil {
+		if b.buf != nil && &b.buf[0] == &buf[0] {
+			b.shared = false
+		} else {
+			d.freeBuf(buf) // a writer moved on to a copy
+		}
+	}
+	defer d.changed.Broadcast()
+	if err != nil {
+		d.uploadFailed(b, attempt, fmt.Errorf("writing block %d (%s): %w (%w)", b.n, key, errIO, err))
+		return
+	}
+	d.present.set(b.n, !zero)
+	if zero {
+		d.stats.Deletes++
+	} else {
+		d.stats.Puts++
+	}
+	b.durable = max(b.durable, version)
+	if b.version == version {
+		b.dirty = false
+		if zero && b.buf != nil {
+			d.freeBuf(b.buf)
+			b.buf = nil
+		}
+	}
+	if b.dirty && b.wantUpload {
+		d.enqueue(b)
+	}
+}
+
+func (d *Device) uploadFailed(b *block, attempt uint64, err error) {
+	b.failedAttempt, b.uploadErr = attempt, err
+	d.stats.UploadErrors++
+	d.changed.Broadcast()
+	if !errors.Is(err, context.Canceled) {
+		d.log.Error("block upload failed; it stays dirty and will be retried", "block", b.n, "err", err)
+	}
+}
+
+// waitAll waits until each target version is durable, or an upload attempt
+// started after the target was taken fails.
+func (d *Device) waitAll(ts []target) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waitTargets(ts)
+}
+
+func (d *Device) waitTargets(ts []target) error {
+	var errs []error
+	for _, t := range ts {
+		if t.b == nil {
+			continue
+		}
+		for t.b.durable < t.version {
+			if d.closed {
+				errs = append(errs, fmt.Errorf("block %d not stored: %w", t.b.n, ErrClosed))
+				break
+			}
+			if t.b.failedAttempt > t.start {
+				errs = append(errs, t.b.uploadErr)
+				break
+			}
+			d.enqueue(t.b)
+			d.changed.Wait()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Sync returns when every write acknowledged before it is durable in the
+// store (go-nbd's backend.Backend; NBD FLUSH). It fails if any of those
+// writes could not be stored; they stay dirty and a later Sync retries them.
+func (d *Device) Sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stats.FlushOps++
+	var ts []target
+	for e := d.dirty.Front(); e != nil; e = e.Next() {
+		b := e.Value.(*block)
+		ts = append(ts, target{b, b.version, b.attemptsStarted})
+		d.enqueue(b)
+	}
+	return d.waitTargets(ts)
+}
+
+// writeDelayFlusher uploads blocks that stayed dirty longer than WriteDelay,
+// so that data does not sit in memory indefinitely without a FLUSH, and
+// retries failed uploads at that pace.
+func (d *Device) writeDelayFlusher(ctx context.Context) {
+	defer d.workers.Done()
+	tick := time.NewTicker(max(d.cfg.WriteDelay/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			d.mu.Lock()
+			for e := d.dirty.Front(); e != nil; e = e.Next() {
+				b := e.Value.(*block)
+				if now.Sub(b.dirtySince) < d.cfg.WriteDelay {
+					break
+				}
+				d.enqueue(b)
+			}
+			d.mu.Unlock()
+		}
+	}
+}

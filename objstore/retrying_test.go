@@ -1,0 +1,348 @@
+package objstore_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/memstore"
+	"github.com/objbacker/objbacker/objstore/storetest"
+)
+
+// tiny keeps retries fast enough for tests.
+var tiny = objstore.RetryPolicy{Attempts: 4, BaseDelay: time.Microsecond, MaxDelay: 8 * time.Microsecond}
+
+var errBoom = errors.New("boom")
+
+// flaky is a memstore whose next calls fail with err.
+type flaky struct {
+	objstore.Store
+	mu       sync.Mutex
+	calls    map[string]int
+	failures int    // how many calls still fail
+	err      error  // what they fail with
+	listCut  int    // entries a failing List delivers before failing
+	onFail   func() // runs at each failure
+}
+
+func newFlaky(failures int, err error) *flaky {
+	return &flaky{Store: memstore.New(), calls: map[string]int{}, failures: failures, err: err}
+}
+
+func (f *flaky) fail(op string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[op]++
+	if f.failures == 0 {
+		return nil
+	}
+	f.failures--
+	if f.onFail != nil {
+		f.onFail()
+	}
+	return f.err
+}
+
+func (f *flaky) count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[op]
+}
+
+func (f *flaky) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	if err := f.fail("get"); err != nil {
+		return nil, objstore.Attrs{}, err
+	}
+	return f.Store.Get(ctx, key, off, n)
+}
+
+func (f *flaky) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	if err := f.fail("put"); err != nil {
+		return objstore.Attrs{}, err
+	}
+	return f.Store.Put(ctx, key, data, opts)
+}
+
+func (f *flaky) Delete(ctx context.Context, key string) error {
+	if err := f.fail("delete"); err != nil {
+		return err
+	}
+	return f.Store.Delete(ctx, key)
+}
+
+func (f *flaky) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
+	if err := f.fail("stat"); err != nil {
+		return objstore.Attrs{}, err
+	}
+	return f.Store.Stat(ctx, key)
+}
+
+func (f *flaky) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	failure := f.fail("list")
+	if failure == nil {
+		return f.Store.List(ctx, prefix, fn)
+	}
+	delivered := 0
+	err := f.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+		if delivered == f.listCut {
+			return failure
+		}
+		delivered++
+		return fn(info)
+	})
+	if err == nil {
+		err = failure
+	}
+	return err
+}
+
+// logged returns a logger and a function decoding what it has logged.
+func logged(t *testing.T) (*slog.Logger, func() []map[string]any) {
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+	return log, func() []map[string]any {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		var records []map[string]any
+		for line := range strings.Lines(buf.String()) {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %q: %v", line, err)
+			}
+			records = append(records, rec)
+		}
+		return records
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func TestRetryingConformance(t *testing.T) {
+	storetest.Run(t, func(*testing.T) objstore.Store { return objstore.Retrying(memstore.New(), tiny, nil) })
+}
+
+// ops exercises each Store method once against a store holding "k".
+var ops = []struct {
+	name string
+	call func(ctx context.Context, s objstore.Store) error
+}{
+	{"get", func(ctx context.Context, s objstore.Store) error {
+		rc, _, err := s.Get(ctx, "k", 0, -1)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		data, err := io.ReadAll(rc)
+		if err == nil && string(data) != "value" {
+			err = fmt.Errorf("read %q, want %q", data, "value")
+		}
+		return err
+	}},
+	{"put", func(ctx context.Context, s objstore.Store) error {
+		_, err := s.Put(ctx, "k", []byte("value"), objstore.PutOptions{})
+		return err
+	}},
+	{"stat", func(ctx context.Context, s objstore.Store) error {
+		_, err := s.Stat(ctx, "k")
+		return err
+	}},
+	{"delete", func(ctx context.Context, s objstore.Store) error { return s.Delete(ctx, "k") }},
+	{"list", func(ctx context.Context, s objstore.Store) error {
+		return s.List(ctx, "k", func(objstore.ObjectInfo) error { return nil })
+	}},
+}
+
+func prepared(t *testing.T, failures int, err error) *flaky {
+	f := newFlaky(0, nil)
+	storetest.MustPut(t, f.Store, "k", []byte("value"), objstore.PutOptions{})
+	f.failures, f.err = failures, err
+	return f
+}
+
+func TestRetryingRecoversFromTransientErrors(t *testing.T) {
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			f := prepared(t, 2, objstore.Transient(errBoom))
+			log, records := logged(t)
+			if err := op.call(t.Context(), objstore.Retrying(f, tiny, log)); err != nil {
+				t.Fatalf("%s after two transient failures: %v", op.name, err)
+			}
+			if got := f.count(op.name); got != 3 {
+				t.Errorf("%d calls reached the store; want 3", got)
+			}
+			recs := records()
+			if len(recs) != 2 {
+				t.Fatalf("logged %d records; want one per retry (2)", len(recs))
+			}
+			for i, rec := range recs {
+				if rec["level"] != "WARN" || rec["op"] != op.name || rec["key"] != "k" ||
+					rec["attempt"] != float64(i+1) || !strings.Contains(fmt.Sprint(rec["err"]), "boom") {
+					t.Errorf("retry log %d = %v; want WARN with op %s, key k, attempt %d and the error", i, rec, op.name, i+1)
+				}
+			}
+		})
+	}
+}
+
+func TestRetryingGivesUp(t *testing.T) {
+	for _, op := range ops {
+		f := prepared(t, 100, objstore.Transient(errBoom))
+		err := op.call(t.Context(), objstore.Retrying(f, tiny, nil))
+		if !errors.Is(err, errBoom) || !objstore.IsTransient(err) {
+			t.Errorf("%s = %v; want the last transient error", op.name, err)
+		}
+		if got := f.count(op.name); got != tiny.Attempts {
+			t.Errorf("%s: %d calls; want %d", op.name, got, tiny.Attempts)
+		}
+	}
+}
+
+func TestRetryingPassesOtherErrorsAtOnce(t *testing.T) {
+	for _, failure := range []error{objstore.ErrNotFound, objstore.ErrPreconditionFailed, objstore.ErrAccessDenied, errBoom} {
+		for _, op := range ops {
+			f := prepared(t, 1, failure)
+			log, records := logged(t)
+			if err := op.call(t.Context(), objstore.Retrying(f, tiny, log)); !errors.Is(err, failure) {
+				t.Errorf("%s failing with %v returned %v", op.name, failure, err)
+			}
+			if got, recs := f.count(op.name), records(); got != 1 || len(recs) != 0 {
+				t.Errorf("%s failing with %v: %d calls, %d retry logs; want 1 and none", op.name, failure, got, len(recs))
+			}
+		}
+	}
+}
+
+func TestRetryingLeavesConditionalPutsToTheCaller(t *testing.T) {
+	for _, opts := range []objstore.PutOptions{{IfNoneMatch: true}, {IfMatch: "0123456789abcdef"}} {
+		f := newFlaky(1, objstore.Transient(errBoom))
+		if _, err := objstore.Retrying(f, tiny, nil).Put(t.Context(), "k", []byte("v"), opts); !objstore.IsTransient(err) {
+			t.Errorf("conditional Put %+v = %v; want the transient error", opts, err)
+		}
+		if got := f.count("put"); got != 1 {
+			t.Errorf("conditional Put %+v: %d calls; want 1", opts, got)
+		}
+	}
+}
+
+func TestRetryingStopsWhenContextEnds(t *testing.T) {
+	slow := objstore.RetryPolicy{Attempts: 1000, BaseDelay: time.Hour, MaxDelay: time.Hour}
+
+	// Cancelled while the call fails: no wait at all.
+	f := newFlaky(1000, objstore.Transient(errBoom))
+	ctx, cancel := context.WithCancel(t.Context())
+	f.onFail = cancel
+	_, err := objstore.Retrying(f, slow, nil).Stat(ctx, "k")
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "boom") || objstore.IsTransient(err) {
+		t.Errorf("Stat = %v; want context.Canceled naming the last error, not transient", err)
+	}
+	if got := f.count("stat"); got != 1 {
+		t.Errorf("%d calls after cancellation; want 1", got)
+	}
+
+	// Deadline reached during an hour-long backoff.
+	f = newFlaky(1000, objstore.Transient(errBoom))
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = objstore.Retrying(f, slow, nil).Stat(ctx, "k")
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("Stat = %v; want context.DeadlineExceeded naming the last error", err)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("Stat returned %v after its deadline", elapsed)
+	}
+}
+
+// TestRetryingBackoff reads the waits from the retry logs: each must lie
+// within the exponential bound, including past the shift that would
+// overflow, and the jitter must spread them below it.
+func TestRetryingBackoff(t *testing.T) {
+	const base, maxDelay = time.Microsecond, 16 * time.Microsecond
+	var capped []time.Duration // waits whose bound is maxDelay
+	check := func(attempts int) {
+		t.Helper()
+		f := prepared(t, attempts-1, objstore.Transient(errBoom))
+		log, records := logged(t)
+		policy := objstore.RetryPolicy{Attempts: attempts, BaseDelay: base, MaxDelay: maxDelay}
+		if _, err := objstore.Retrying(f, policy, log).Stat(t.Context(), "k"); err != nil {
+			t.Fatalf("Stat after %d failures: %v", attempts-1, err)
+		}
+		recs := records()
+		if len(recs) != attempts-1 {
+			t.Fatalf("logged %d retries; want %d", len(recs), attempts-1)
+		}
+		for i, rec := range recs {
+			delay := time.Duration(rec["delay"].(float64))
+			bound := maxDelay
+			if i < 4 {
+				bound = base << i
+			}
+			if delay < 0 || delay > bound {
+				t.Errorf("wait before retry %d = %v; want within [0, %v]", i+1, delay, bound)
+			}
+			if bound == maxDelay {
+				capped = append(capped, delay)
+			}
+		}
+	}
+	check(70)
+	for range 20 {
+		check(12)
+	}
+	if slices.Max(capped) <= maxDelay/2 || slices.Min(capped) == maxDelay {
+		t.Errorf("%d waits bounded by %v spread only over [%v, %v]; want full jitter", len(capped), maxDelay, slices.Min(capped), slices.Max(capped))
+	}
+}
+
+func TestRetryingListResumesAfterDeliveredKeys(t *testing.T) {
+	f := newFlaky(0, nil)
+	keys := []string{"a/1", "a/2", "a/3", "a/4", "a/5"}
+	for _, key := range keys {
+		storetest.MustPut(t, f.Store, key, []byte(key), objstore.PutOptions{})
+	}
+	f.failures, f.err, f.listCut = 1, objstore.Transient(errBoom), 2
+	var seen []string
+	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "a/", func(info objstore.ObjectInfo) error {
+		seen = append(seen, info.Key)
+		return nil
+	})
+	if err != nil || !slices.Equal(seen, keys) {
+		t.Errorf("List = %v, delivering %q; want each of %q once", err, seen, keys)
+	}
+	if got := f.count("list"); got != 2 {
+		t.Errorf("%d listings; want 2", got)
+	}
+}
+
+func TestRetryingNeverRetriesListCallbackErrors(t *testing.T) {
+	f := prepared(t, 0, nil)
+	callbackErr := objstore.Transient(errBoom)
+	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "", func(objstore.ObjectInfo) error { return callbackErr })
+	if err != callbackErr {
+		t.Errorf("List = %v; want the callback's error itself", err)
+	}
+	if got := f.count("list"); got != 1 {
+		t.Errorf("%d listings; want 1", got)
+	}
+}

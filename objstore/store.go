@@ -1,0 +1,69 @@
+// Package objstore is the small, portable object-store interface the block
+// core needs, with one driver per provider in its subpackages (memstore,
+// filestore, s3store) and decorators that wrap any Store (Prefixed, Retrying,
+// Counting). Every driver passes the conformance suite in objstore/storetest.
+package objstore
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Store holds objects addressed by key. Implementations are safe for
+// concurrent use. Keys are relative to the store's root (bucket or directory).
+type Store interface {
+	// Get returns the bytes of key starting at off; n < 0 reads to the end.
+	// A range that starts at or beyond the end returns an empty body.
+	// A missing object is ErrNotFound.
+	Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, Attrs, error)
+
+	// Put stores data under key, replacing any previous object atomically:
+	// a concurrent Get sees the old or the new object, never a mix.
+	Put(ctx context.Context, key string, data []byte, opts PutOptions) (Attrs, error)
+
+	// Delete removes key. Deleting a missing object is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// Stat returns the attributes of key, or ErrNotFound.
+	Stat(ctx context.Context, key string) (Attrs, error)
+
+	// List calls fn for every object whose key starts with prefix, in
+	// lexicographic key order. An error from fn stops the listing and is
+	// returned.
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+
+	// Close releases the store's resources.
+	Close() error
+}
+
+// Attrs describes a stored object.
+type Attrs struct {
+	Size        int64
+	ETag        string // opaque version token, without surrounding quotes
+	ModTime     time.Time
+	ContentType string
+	// Metadata holds user metadata with lower-case keys and no provider
+	// prefix (S3's "x-amz-meta-" is stripped).
+	Metadata map[string]string
+}
+
+// PutOptions qualify a Put.
+type PutOptions struct {
+	ContentType string
+	// Metadata keys are lower-case ASCII letters, digits and dashes.
+	Metadata map[string]string
+	// IfNoneMatch makes the Put fail with ErrPreconditionFailed when the
+	// object already exists (create-if-absent).
+	IfNoneMatch bool
+	// IfMatch, when set, makes the Put fail with ErrPreconditionFailed unless
+	// the object exists with this ETag (compare-and-swap).
+	IfMatch string
+}
+
+// ObjectInfo is one entry of a listing.
+type ObjectInfo struct {
+	Key  string
+	Size int64
+	ETag string
+}
