@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/storeurl"
+)
+
+// exportSpec is one --export NAME=URL.
+type exportSpec struct {
+	Name, URL string
+}
+
+var exportName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func parseExports(values []string) ([]exportSpec, error) {
+	var specs []exportSpec
+	seen := map[string]bool{}
+	for _, v := range values {
+		name, u, ok := strings.Cut(v, "=")
+		if !ok || u == "" {
+			return nil, usageError{fmt.Errorf("--export %q: want NAME=URL", v)}
+		}
+		if !exportName.MatchString(name) {
+			return nil, usageError{fmt.Errorf("--export %q: name must be 1-64 letters, digits, '.', '_' or '-'", v)}
+		}
+		if seen[name] {
+			return nil, usageError{fmt.Errorf("--export %q: name %q given twice", v, name)}
+		}
+		seen[name] = true
+		specs = append(specs, exportSpec{Name: name, URL: u})
+	}
+	return specs, nil
+}
+
+// openedExport is a device with the store counters behind it.
+type openedExport struct {
+	spec   exportSpec
+	store  objstore.Store
+	device *blockmap.Device
+	counts *objstore.Counts
+}
+
+// close flushes the device and releases the store.
+func (e *openedExport) close() error {
+	err := e.device.Close()
+	e.store.Close()
+	return err
+}
+
+// storeRetryPolicy rides out about half a minute of store trouble
+// (throttling, a restarting server) before an I/O error reaches the client.
+var storeRetryPolicy = objstore.RetryPolicy{Attempts: 10, BaseDelay: 100 * time.Millisecond, MaxDelay: 8 * time.Second}
+
+// openExport opens the store and the device of one export. The store is
+// counted below the retry layer, so retried requests show in the metrics.
+func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, parallel int, log *slog.Logger) (*openedExport, error) {
+	base, err := storeurl.Open(ctx, spec.URL, storeurl.Options{Parallel: parallel})
+	if err != nil {
+		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
+	}
+	counts := new(objstore.Counts)
+	cfg.Store = objstore.Retrying(objstore.Counting(base, counts), storeRetryPolicy, log)
+	cfg.Log = log
+	dev, err := blockmap.Open(ctx, cfg)
+	if err != nil {
+		base.Close()
+		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
+	}
+	return &openedExport{spec: spec, store: base, device: dev, counts: counts}, nil
+}
+
+// redact drops credentials a URL might carry before it reaches a log.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,98 @@
+// Command objbacker serves object-storage buckets (S3 and S3-compatible
+// stores, or a local directory) as NBD block devices, one object per block,
+// laid out as s3backer lays them out.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run is the whole program: it returns the exit code instead of exiting,
+// and serve stops when ctx is cancelled as it does on SIGINT/SIGTERM.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := &cli.App{
+		Name:  "objbacker",
+		Usage: "serve object-storage buckets as NBD block devices",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"OBJBACKER_LOG_LEVEL"}},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"OBJBACKER_LOG_FORMAT"}},
+		},
+		Commands:     []*cli.Command{serveCommand(), infoCommand()},
+		OnUsageError: onUsageError,
+		// Errors are printed and turned into exit codes below, in one place.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Writer:         stdout,
+		ErrWriter:      stderr,
+	}
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsageError
+	}
+	if err := app.RunContext(ctx, args); err != nil {
+		fmt.Fprintln(stderr, "objbacker: "+oneLine(err))
+		return exitCode(err)
+	}
+	return 0
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+
+// usageError marks bad input: flags, URLs, sizes, geometry.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode is 2 for bad input (what the user must fix: flags, URLs, a
+// missing bucket, refused credentials, geometry that does not fit the
+// bucket) and 1 for everything else.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue),
+		errors.Is(err, blockmap.ErrInvalidConfig),
+		errors.Is(err, objstore.ErrInvalidURL),
+		errors.Is(err, objstore.ErrBucketNotFound),
+		errors.Is(err, objstore.ErrAccessDenied):
+		return 2
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	default:
+		return nil, usageError{fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))}
+	}
+}

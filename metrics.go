@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// serveMetrics serves the exports' counters in Prometheus text format on
+// addr/metrics. The returned function stops the server.
+func serveMetrics(addr string, exports []*openedExport, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, exports)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+type metric struct {
+	name, kind, help string
+	value            func(e *openedExport) int64
+}
+
+var metrics = []metric{
+	{"objbacker_read_requests_total", "counter", "Read requests served.", func(e *openedExport) int64 { return e.device.Stats().ReadOps }},
+	{"objbacker_write_requests_total", "counter", "Write requests served.", func(e *openedExport) int64 { return e.device.Stats().WriteOps }},
+	{"objbacker_trim_requests_total", "counter", "Trim and zero requests served.", func(e *openedExport) int64 { return e.device.Stats().TrimOps }},
+	{"objbacker_flush_requests_total", "counter", "Flushes served.", func(e *openedExport) int64 { return e.device.Stats().FlushOps }},
+	{"objbacker_read_bytes_total", "counter", "Bytes read by clients.", func(e *openedExport) int64 { return e.device.Stats().BytesRead }},
+	{"objbacker_written_bytes_total", "counter", "Bytes written by clients.", func(e *openedExport) int64 { return e.device.Stats().BytesWritten }},
+	{"objbacker_cache_hits_total", "counter", "Block reads served from the cache.", func(e *openedExport) int64 { return e.device.Stats().CacheHits }},
+	{"objbacker_cache_misses_total", "counter", "Block reads that waited for the store.", func(e *openedExport) int64 { return e.device.Stats().CacheMisses }},
+	{"objbacker_read_ahead_total", "counter", "Blocks fetched ahead of sequential readers.", func(e *openedExport) int64 { return e.device.Stats().ReadAheads }},
+	{"objbacker_upload_errors_total", "counter", "Block uploads that failed after retries.", func(e *openedExport) int64 { return e.device.Stats().UploadErrors }},
+	{"objbacker_writer_stalls_total", "counter", "Times a request waited for dirty blocks to drain.", func(e *openedExport) int64 { return e.device.Stats().Stalls }},
+	{"objbacker_cache_bytes", "gauge", "Memory held in block buffers.", func(e *openedExport) int64 { return e.device.Stats().CacheBytes }},
+	{"objbacker_dirty_blocks", "gauge", "Blocks written but not yet durable.", func(e *openedExport) int64 { return e.device.Stats().DirtyBlocks }},
+	{"objbacker_blocks_present", "gauge", "Block objects in the store.", func(e *openedExport) int64 { return e.device.Stats().BlocksPresent }},
+	{"objbacker_store_gets_total", "counter", "GET requests sent to the store.", func(e *openedExport) int64 { return e.counts.Gets.Load() }},
+	{"objbacker_store_puts_total", "counter", "PUT requests sent to the store.", func(e *openedExport) int64 { return e.counts.Puts.Load() }},
+	{"objbacker_store_deletes_total", "counter", "DELETE requests sent to the store.", func(e *openedExport) int64 { return e.counts.Deletes.Load() }},
+	{"objbacker_store_errors_total", "counter", "Store requests that failed.", func(e *openedExport) int64 { return e.counts.Errors.Load() }},
+	{"objbacker_store_read_bytes_total", "counter", "Bytes received from the store.", func(e *openedExport) int64 { return e.counts.BytesRead.Load() }},
+	{"objbacker_store_written_bytes_total", "counter", "Bytes sent to the store.", func(e *openedExport) int64 { return e.counts.BytesWritten.Load() }},
+}
+
+func writeMetrics(w io.Writer, exports []*openedExport) {
+	for _, m := range metrics {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.kind)
+		for _, e := range exports {
+			fmt.Fprintf(w, "%s{export=%q} %d\n", m.name, e.spec.Name, m.value(e))
+		}
+	}
+}

@@ -1,0 +1,38 @@
+package nbd
+
+import "github.com/pojntfx/go-nbd/pkg/backend"
+
+// Backend is go-nbd's backend contract, the base every export implements:
+// io.ReaderAt, io.WriterAt, Size and Sync. FLUSH and the final flush on
+// disconnect call Sync, which must return only when every write that
+// completed before it is durable.
+//
+// One backend serves every connection to its export, concurrently and with
+// requests of one connection in flight together, so all methods must be
+// safe for concurrent use. "Every write" in Sync means writes completed on
+// any connection: that is what lets the server advertise
+// NBD_FLAG_CAN_MULTI_CONN. Offsets need not be aligned (see
+// Export.MinBlockSize). To choose the error a client sees, wrap a
+// syscall.Errno: EPERM (also EROFS), EINVAL, ENOSPC (also EDQUOT, EFBIG) and
+// EOVERFLOW pass through; anything else becomes EIO.
+//
+// The optional interfaces below add commands; the server advertises a
+// transmission flag only when the export's backend implements its interface.
+type Backend = backend.Backend
+
+// FUAWriter makes one write durable before it returns (NBD_CMD_FLAG_FUA).
+type FUAWriter interface {
+	WriteAtFUA(p []byte, off int64) (int, error)
+}
+
+// Trimmer discards a range (NBD_CMD_TRIM); it then reads as zeros.
+type Trimmer interface {
+	Trim(off, length int64) error
+}
+
+// Zeroer writes zeros over a range (NBD_CMD_WRITE_ZEROES). With noHole the
+// client asked that the range stay allocated; a backend that stores zero
+// blocks as holes may still deallocate, which reads back the same.
+type Zeroer interface {
+	ZeroAt(off, length int64, noHole bool) error
+}

@@ -1,0 +1,108 @@
+package nbd
+
+import (
+	"io"
+
+	"github.com/pojntfx/go-nbd/pkg/protocol"
+)
+
+// run executes one admitted request on the backend and replies. buf holds
+// the payload of READ and WRITE; seq is the request's place in the write
+// barrier (see admit).
+func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, seq uint64) {
+	var err error
+	switch req.Type {
+	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
+		c.read(req, buf)
+		return
+	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
+		err = c.write(req, (*buf)[replyHeaderLen:])
+		putBuffer(buf)
+		c.stats.writes.Add(1)
+		c.stats.bytesWritten.Add(uint64(req.Length))
+	case cmdFlush:
+		err = c.flush(seq)
+		c.stats.flushes.Add(1)
+	case cmdTrim:
+		err = c.fua(req, c.export.trim.Trim(int64(req.Offset), int64(req.Length)))
+		c.stats.trims.Add(1)
+	case cmdWriteZeroes:
+		noHole := req.CommandFlags&cmdFlagNoHole != 0
+		err = c.fua(req, c.export.zero.ZeroAt(int64(req.Offset), int64(req.Length), noHole))
+		c.stats.zeroes.Add(1)
+	}
+	if req.Type != cmdFlush {
+		// Set even on failure: part of the range may have changed.
+		c.dirty.Store(true)
+		c.barrier.end(seq)
+	}
+	c.reply(req, err)
+}
+
+// read replies only once the data is complete: a simple reply cannot
+// report an error after a success header.
+func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
+	defer putBuffer(buf)
+	data := (*buf)[replyHeaderLen:]
+	// A full read counts as success even with an error: io.ReaderAt may
+	// report io.EOF alongside the last bytes.
+	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
+	if n < len(data) {
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		c.reply(req, err)
+		return
+	}
+	c.stats.reads.Add(1)
+	c.stats.bytesRead.Add(uint64(n))
+	c.w.data(req.Handle, *buf)
+}
+
+func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error {
+	off := int64(req.Offset)
+	if req.CommandFlags&cmdFlagFUA == 0 {
+		_, err := c.export.Backend.WriteAt(data, off)
+		return err
+	}
+	if c.export.fua != nil {
+		_, err := c.export.fua.WriteAtFUA(data, off)
+		return err
+	}
+	_, err := c.export.Backend.WriteAt(data, off)
+	return c.fua(req, err)
+}
+
+// fua makes a successful write-like command durable when the client asked
+// for FUA. Sync is wider than needed but always available.
+func (c *conn) fua(req protocol.TransmissionRequestHeader, err error) error {
+	if err != nil || req.CommandFlags&cmdFlagFUA == 0 {
+		return err
+	}
+	return c.export.Backend.Sync()
+}
+
+// flush waits for the writes received before it on this connection, which
+// may still be running, then syncs. Sync itself covers every write already
+// completed on any connection.
+func (c *conn) flush(seq uint64) error {
+	c.barrier.wait(seq)
+	c.dirty.Store(false)
+	err := c.export.Backend.Sync()
+	if err != nil {
+		c.dirty.Store(true)
+	}
+	return err
+}
+
+func (c *conn) reply(req protocol.TransmissionRequestHeader, err error) {
+	var errno uint32
+	if err != nil {
+		errno = nbdErrno(err)
+		if c.stats.failed.Add(1) == 1 {
+			c.log.Error("nbd: backend error (later ones on this connection are only counted)",
+				"type", req.Type, "offset", req.Offset, "length", req.Length, "err", err, "errno", errno)
+		}
+	}
+	c.w.status(req.Handle, errno)
+}

@@ -1,0 +1,132 @@
+package nbd
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/pojntfx/go-nbd/pkg/protocol"
+)
+
+// Size constraint defaults and limits, in bytes.
+const (
+	DefaultMinBlockSize       = 512
+	DefaultPreferredBlockSize = 4096
+	// DefaultMaxBlockSize is also the largest allowed: the spec's
+	// interoperable payload limit and the Linux client's max_hw_sectors.
+	DefaultMaxBlockSize = 32 << 20
+)
+
+// An Export is one named device offered to clients.
+type Export struct {
+	// Name is what clients ask for. The empty name selects the only export
+	// when there is exactly one; with several, only an export named "".
+	Name        string
+	Description string
+	Backend     Backend
+	// ReadOnly advertises NBD_FLAG_READ_ONLY and answers writes, trims and
+	// zeroes with EPERM.
+	ReadOnly bool
+
+	// Size constraints advertised with NBD_INFO_BLOCK_SIZE; zero selects
+	// the Default* constant. MinBlockSize is enforced (EINVAL) only on
+	// clients that requested NBD_INFO_BLOCK_SIZE in NBD_OPT_GO, because
+	// the spec binds only those; others, such as the kernel's nbd-client,
+	// may send any alignment, so backends must accept unaligned I/O.
+	// MaxBlockSize bounds READ and WRITE lengths.
+	MinBlockSize, PreferredBlockSize, MaxBlockSize uint32
+}
+
+// export is an Export with defaults applied and its capabilities resolved
+// once, so the per-request path does no type assertions.
+type export struct {
+	*Export
+	min, preferred, max uint32
+	flags               uint16
+	fua                 FUAWriter
+	trim                Trimmer
+	zero                Zeroer
+}
+
+func resolveExports(exports []*Export) ([]*export, error) {
+	if len(exports) == 0 {
+		return nil, errors.New("nbd: no exports")
+	}
+	seen := make(map[string]bool, len(exports))
+	out := make([]*export, 0, len(exports))
+	for _, e := range exports {
+		if e == nil || e.Backend == nil {
+			return nil, errors.New("nbd: export without a backend")
+		}
+		if seen[e.Name] {
+			return nil, fmt.Errorf("nbd: duplicate export name %q", e.Name)
+		}
+		seen[e.Name] = true
+		r, err := resolveExport(e)
+		if err != nil {
+			return nil, fmt.Errorf("nbd: export %q: %w", e.Name, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func resolveExport(e *Export) (*export, error) {
+	r := &export{
+		Export:    e,
+		min:       orDefault(e.MinBlockSize, DefaultMinBlockSize),
+		preferred: orDefault(e.PreferredBlockSize, DefaultPreferredBlockSize),
+		max:       orDefault(e.MaxBlockSize, DefaultMaxBlockSize),
+	}
+	// The limits are the spec's (section "Size constraints").
+	switch {
+	case !isPowerOfTwo(r.min) || r.min > 64<<10:
+		return nil, fmt.Errorf("minimum block size %d is not a power of two up to 64 KiB", r.min)
+	case !isPowerOfTwo(r.preferred) || r.preferred < max(r.min, 512):
+		return nil, fmt.Errorf("preferred block size %d is not a power of two of at least max(minimum, 512)", r.preferred)
+	case r.max < r.preferred || r.max > DefaultMaxBlockSize:
+		return nil, fmt.Errorf("maximum block size %d is not between the preferred size and 32 MiB", r.max)
+	}
+
+	// CAN_MULTI_CONN is sound because Sync covers writes completed on any
+	// connection (see Backend).
+	r.flags = protocol.NEGOTIATION_REPLY_FLAGS_HAS_FLAGS | flagSendFlush |
+		protocol.NEGOTIATION_REPLY_FLAGS_CAN_MULTI_CONN
+	if e.ReadOnly {
+		r.flags |= flagReadOnly
+		return r, nil
+	}
+	if r.fua, _ = e.Backend.(FUAWriter); r.fua != nil {
+		r.flags |= flagSendFUA
+	}
+	if r.trim, _ = e.Backend.(Trimmer); r.trim != nil {
+		r.flags |= flagSendTrim
+	}
+	if r.zero, _ = e.Backend.(Zeroer); r.zero != nil {
+		r.flags |= flagSendWriteZeroes
+	}
+	return r, nil
+}
+
+func orDefault(v, def uint32) uint32 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func isPowerOfTwo(v uint32) bool { return bits.OnesCount32(v) == 1 }
+
+// lookupExport resolves a client's export name; see Export.Name for the
+// empty name.
+func lookupExport(exports []*export, name string) *export {
+	if name == "" && len(exports) == 1 {
+		return exports[0]
+	}
+	for _, e := range exports {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultMaxInflight is the per-connection request concurrency when
+// Server.MaxInflight is zero. The Linux client keeps up to 128 requests in
+// flight per connection; 64 already hides tens of milliseconds of backend
+// latency at 1 MiB per request.
+const DefaultMaxInflight = 64
+
+// A Server serves Exports over NBD. Set its fields before the first Serve
+// or ServeConn call and leave them unchanged afterwards.
+type Server struct {
+	Exports []*Export
+	// Log receives one line per connection event (connect, export chosen,
+	// disconnect with counts, errors); nil means slog.Default().
+	Log *slog.Logger
+	// MaxInflight bounds the requests one connection has in progress at
+	// once; zero means DefaultMaxInflight. Payload buffers are bounded
+	// separately, to 128 MiB per connection.
+	MaxInflight int
+
+	connIDs atomic.Uint64
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until ctx is cancelled. Then it closes ln, lets every connection finish
+// the requests it has already read (their replies are sent), syncs each
+// connection's export if it wrote since its last flush, closes the
+// connections and returns nil. It returns an error for invalid Exports or
+// when ln fails; open connections are then drained the same way.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	exports, err := resolveExports(s.Exports)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("nbd: accept: %w", err)
+			}
+			// Anything else (EMFILE and the like) is likely to pass;
+			// retry with backoff as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger().Warn("nbd: accept failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		backoff = 0
+		conns.Go(func() { s.serveConn(ctx, nc, exports) })
+	}
+}
+
+// ServeConn serves one client connection and closes it. Cancelling ctx
+// ends it as in Serve. It returns nil when the client disconnects or
+// aborts, or at shutdown, and the error otherwise (also logged).
+func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
+	exports, err := resolveExports(s.Exports)
+	if err != nil {
+		nc.Close()
+		return err
+	}
+	return s.serveConn(ctx, nc, exports)
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) error {
+	defer nc.Close()
+	log := s.logger().With("conn", s.connIDs.Add(1), "remote", nc.RemoteAddr().String())
+	log.Info("nbd: client connected")
+
+	r := bufio.NewReaderSize(nc, 32<<10)
+	sess, err := negotiate(ctx, nc, r, exports, log)
+	switch {
+	case errors.Is(err, errClientAborted):
+		log.Info("nbd: client ended the handshake")
+		return nil
+	case ctx.Err() != nil:
+		log.Info("nbd: handshake interrupted by shutdown")
+		return nil
+	case err != nil:
+		log.Warn("nbd: handshake failed", "err", err)
+		return err
+	}
+	log = log.With("export", sess.export.Name)
+	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
+		"aligned", sess.strictAlign)
+	return newConn(nc, r, sess, s.maxInflight(), log).serve(ctx)
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Log == nil {
+		return slog.Default()
+	}
+	return s.Log
+}
+
+func (s *Server) maxInflight() int {
+	if s.MaxInflight <= 0 {
+		return DefaultMaxInflight
+	}
+	return s.MaxInflight
+}

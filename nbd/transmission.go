@@ -1,0 +1,258 @@
+package nbd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pojntfx/go-nbd/pkg/protocol"
+)
+
+// conn is one connection in the transmission phase. A single reader (serve
+// and its callees) parses and validates requests, reads WRITE payloads and
+// starts a goroutine per admitted request; replies go out in completion
+// order through the replyWriter.
+type conn struct {
+	nc     net.Conn
+	r      *bufio.Reader
+	log    *slog.Logger
+	export *export
+	size   uint64
+	// strictAlign: see session.
+	strictAlign bool
+
+	w        replyWriter
+	limit    *limiter
+	barrier  *writeBarrier
+	inflight sync.WaitGroup
+	// dirty is set when a write, trim or zero completes and cleared when a
+	// flush starts, so the final Sync is skipped after a clean flush.
+	dirty atomic.Bool
+	hdr   [requestHeaderLen]byte
+	stats stats
+}
+
+type stats struct {
+	reads, writes, flushes, trims, zeroes atomic.Uint64
+	bytesRead, bytesWritten               atomic.Uint64
+	// rejected counts requests answered with an error before reaching the
+	// backend; failed counts backend errors.
+	rejected, failed atomic.Uint64
+}
+
+func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, log *slog.Logger) *conn {
+	return &conn{
+		nc:          nc,
+		r:           r,
+		log:         log,
+		export:      sess.export,
+		size:        sess.size,
+		strictAlign: sess.strictAlign,
+		w:           replyWriter{conn: nc},
+		limit:       newLimiter(maxInflight),
+		barrier:     newWriteBarrier(),
+	}
+}
+
+// serve runs the transmission phase until the client disconnects, the
+// connection fails or ctx is cancelled. In every case it waits for the
+// requests in progress, syncs if anything was written since the last
+// flush, and closes the connection.
+func (c *conn) serve(ctx context.Context) error {
+	start := time.Now()
+	// Cancelling stops the reader only; replies still go out.
+	stop := context.AfterFunc(ctx, func() { c.nc.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	reason, err := c.readRequests(ctx)
+	c.inflight.Wait()
+	if werr := c.w.failure(); werr != nil && err == nil {
+		reason, err = "reply failed", werr
+	}
+	synced := c.dirty.Load()
+	if synced {
+		if serr := c.export.Backend.Sync(); serr != nil {
+			c.log.Error("nbd: sync at disconnect failed; recent writes may not be durable", "err", serr)
+			err = errors.Join(err, fmt.Errorf("sync at disconnect: %w", serr))
+		}
+	}
+	c.nc.Close()
+
+	level, attrs := slog.LevelInfo, []any{"reason", reason, "synced", synced}
+	if err != nil {
+		level, attrs = slog.LevelWarn, append(attrs, "err", err)
+	}
+	c.log.Log(context.Background(), level, "nbd: client disconnected", append(attrs,
+		"duration", time.Since(start).Round(time.Millisecond),
+		"reads", c.stats.reads.Load(), "bytes_read", c.stats.bytesRead.Load(),
+		"writes", c.stats.writes.Load(), "bytes_written", c.stats.bytesWritten.Load(),
+		"flushes", c.stats.flushes.Load(), "trims", c.stats.trims.Load(), "zeroes", c.stats.zeroes.Load(),
+		"rejected", c.stats.rejected.Load(), "failed", c.stats.failed.Load())...)
+	return err
+}
+
+// readRequests reads until the connection should end and says why.
+func (c *conn) readRequests(ctx context.Context) (reason string, err error) {
+	for {
+		if _, err := io.ReadFull(c.r, c.hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return "client closed the connection without NBD_CMD_DISC", nil
+			}
+			return c.readFailed(ctx, err)
+		}
+		req := decodeRequest(&c.hdr)
+		if req.RequestMagic != protocol.TRANSMISSION_MAGIC_REQUEST {
+			// Framing is lost; nothing after this can be parsed.
+			return "protocol error", fmt.Errorf("bad request magic %#x", req.RequestMagic)
+		}
+		if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_DISC {
+			return "client disconnect", nil
+		}
+		if reason, err := c.admit(ctx, req); reason != "" {
+			return reason, err
+		}
+	}
+}
+
+func (c *conn) readFailed(ctx context.Context, err error) (string, error) {
+	switch {
+	case ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return "server shutdown", nil
+	case c.w.failure() != nil:
+		// The reply writer closed the connection; serve reports its error.
+		return "reply failed", nil
+	default:
+		return "read failed", err
+	}
+}
+
+// admit validates one request and starts it, or answers it with an error.
+// A non-empty reason ends the connection.
+func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader) (reason string, err error) {
+	isWrite := req.Type == protocol.TRANSMISSION_TYPE_REQUEST_WRITE
+	if isWrite && req.Length > DefaultMaxBlockSize {
+		// The spec lets a server treat larger payloads as denial of
+		// service; draining up to 4 GiB would be one.
+		return "protocol error", fmt.Errorf("WRITE payload of %d bytes", req.Length)
+	}
+	if errno := c.check(req); errno != 0 || req.Length == 0 && req.Type != cmdFlush {
+		if isWrite {
+			if _, err := io.CopyN(io.Discard, c.r, int64(req.Length)); err != nil {
+				return c.readFailed(ctx, err)
+			}
+		}
+		if errno != 0 {
+			c.stats.rejected.Add(1)
+			c.log.Debug("nbd: request rejected", "type", req.Type, "flags", req.CommandFlags,
+				"offset", req.Offset, "length", req.Length, "errno", errno)
+		}
+		if err := c.w.status(req.Handle, errno); err != nil {
+			return "reply failed", nil
+		}
+		return "", nil
+	}
+
+	var payload uint32
+	if isWrite || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
+		payload = req.Length
+	}
+	tokens, ok := c.limit.acquire(ctx, payload)
+	if !ok {
+		return "server shutdown", nil
+	}
+	var buf *[]byte
+	if payload > 0 {
+		buf = getBuffer(int(payload))
+	}
+	if isWrite {
+		if _, err := io.ReadFull(c.r, (*buf)[replyHeaderLen:]); err != nil {
+			putBuffer(buf)
+			c.limit.release(tokens)
+			return c.readFailed(ctx, err)
+		}
+	}
+
+	// Sequence numbers are taken here, in the order of receipt, so a
+	// FLUSH covers exactly the writes received before it.
+	var seq uint64
+	switch req.Type {
+	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE, cmdTrim, cmdWriteZeroes:
+		seq = c.barrier.begin()
+	case cmdFlush:
+		seq = c.barrier.mark()
+	}
+	c.inflight.Add(1)
+	go func() {
+		defer c.inflight.Done()
+		defer c.limit.release(tokens)
+		c.run(req, buf, seq)
+	}()
+	return "", nil
+}
+
+// check returns the NBD error for a request that must not reach the
+// backend, or 0.
+func (c *conn) check(req protocol.TransmissionRequestHeader) uint32 {
+	allowedFlags := cmdFlagFUA // valid on every command, per the spec
+	writes := true
+	switch req.Type {
+	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
+		writes = false
+	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
+	case cmdFlush:
+		// Offset and length are reserved; nothing to check.
+		return checkFlags(req, allowedFlags)
+	case cmdTrim:
+		if c.export.trim == nil && !c.export.ReadOnly {
+			return protocol.TRANSMISSION_ERROR_EINVAL
+		}
+	case cmdWriteZeroes:
+		if c.export.zero == nil && !c.export.ReadOnly {
+			return protocol.TRANSMISSION_ERROR_EINVAL
+		}
+		allowedFlags |= cmdFlagNoHole
+	default:
+		return protocol.TRANSMISSION_ERROR_EINVAL
+	}
+	if errno := checkFlags(req, allowedFlags); errno != 0 {
+		return errno
+	}
+	if writes && c.export.ReadOnly {
+		return protocol.TRANSMISSION_ERROR_EPERM
+	}
+	if req.Length == 0 {
+		return 0
+	}
+	hasPayload := req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_WRITE
+	// TRIM and WRITE_ZEROES carry no payload and may exceed the maximum,
+	// as the spec allows: the kernel sends discards of up to 4 GiB.
+	if hasPayload && req.Length > c.export.max {
+		return protocol.TRANSMISSION_ERROR_EINVAL
+	}
+	if req.Offset > c.size || uint64(req.Length) > c.size-req.Offset {
+		if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_WRITE || req.Type == cmdWriteZeroes {
+			return errENOSPC // the spec's choice for writes past the end
+		}
+		return protocol.TRANSMISSION_ERROR_EINVAL
+	}
+	if c.strictAlign && (req.Offset|uint64(req.Length))%uint64(c.export.min) != 0 {
+		return protocol.TRANSMISSION_ERROR_EINVAL
+	}
+	return 0
+}
+
+// checkFlags rejects flags the command does not define, as the spec asks.
+func checkFlags(req protocol.TransmissionRequestHeader, allowed uint16) uint32 {
+	if req.CommandFlags&^allowed != 0 {
+		return protocol.TRANSMISSION_ERROR_EINVAL
+	}
+	return 0
+}

@@ -1,0 +1,68 @@
+package nbd
+
+import (
+	"encoding/binary"
+
+	"github.com/pojntfx/go-nbd/pkg/protocol"
+)
+
+// Protocol values that go-nbd's protocol package does not define, named as
+// in the NBD spec (doc/proto.md). Only values this server uses are listed.
+const (
+	handshakeFlagNoZeroes = uint16(1 << 1)
+
+	clientFlagFixedNewstyle = uint32(protocol.NEGOTIATION_HANDSHAKE_FLAG_FIXED_NEWSTYLE)
+	clientFlagNoZeroes      = uint32(handshakeFlagNoZeroes)
+
+	optExportName = uint32(1)
+
+	repErrInvalid = uint32(3 | 1<<31)
+	repErrTooBig  = uint32(9 | 1<<31)
+
+	flagReadOnly        = uint16(1 << 1)
+	flagSendFlush       = uint16(1 << 2)
+	flagSendFUA         = uint16(1 << 3)
+	flagSendTrim        = uint16(1 << 5)
+	flagSendWriteZeroes = uint16(1 << 6)
+
+	cmdFlush       = uint16(3)
+	cmdTrim        = uint16(4)
+	cmdWriteZeroes = uint16(6)
+
+	cmdFlagFUA    = uint16(1 << 0)
+	cmdFlagNoHole = uint16(1 << 1)
+
+	errEIO       = uint32(5)
+	errENOSPC    = uint32(28)
+	errEOVERFLOW = uint32(75)
+)
+
+// Wire sizes of the fixed-length transmission messages.
+const (
+	requestHeaderLen = 28
+	replyHeaderLen   = 16
+	// exportNameZeroes pads the NBD_OPT_EXPORT_NAME reply unless the
+	// client negotiated NO_ZEROES.
+	exportNameZeroes = 124
+)
+
+// The transmission headers are coded by hand rather than with
+// binary.Read/Write on go-nbd's structs: reflection allocates on every
+// request, and these two run once per request.
+
+func decodeRequest(b *[requestHeaderLen]byte) protocol.TransmissionRequestHeader {
+	return protocol.TransmissionRequestHeader{
+		RequestMagic: binary.BigEndian.Uint32(b[0:]),
+		CommandFlags: binary.BigEndian.Uint16(b[4:]),
+		Type:         binary.BigEndian.Uint16(b[6:]),
+		Handle:       binary.BigEndian.Uint64(b[8:]),
+		Offset:       binary.BigEndian.Uint64(b[16:]),
+		Length:       binary.BigEndian.Uint32(b[24:]),
+	}
+}
+
+func encodeReply(b []byte, h protocol.TransmissionReplyHeader) {
+	binary.BigEndian.PutUint32(b[0:], h.ReplyMagic)
+	binary.BigEndian.PutUint32(b[4:], h.Error)
+	binary.BigEndian.PutUint64(b[8:], h.Handle)
+}

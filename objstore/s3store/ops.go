@@ -1,0 +1,178 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/objbacker/objbacker/objstore"
+)
+
+func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	if n == 0 {
+		// HTTP cannot express an empty range; the attributes still tell
+		// whether the object exists.
+		attrs, err := s.Stat(ctx, key)
+		if err != nil {
+			return nil, objstore.Attrs{}, err
+		}
+		return http.NoBody, attrs, nil
+	}
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
+		Bucket: &s.bucket,
+		Key:    &key,
+		Range:  byteRange(off, n),
+	})
+	if isInvalidRange(err) {
+		// The range starts at or past the end, which the interface answers
+		// with an empty body rather than S3's 416.
+		attrs, err := s.Stat(ctx, key)
+		if err != nil {
+			return nil, objstore.Attrs{}, err
+		}
+		return http.NoBody, attrs, nil
+	}
+	if err != nil {
+		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	attrs := objstore.Attrs{
+		Size:        aws.ToInt64(out.ContentLength),
+		ETag:        unquote(out.ETag),
+		ModTime:     aws.ToTime(out.LastModified),
+		ContentType: aws.ToString(out.ContentType),
+		Metadata:    out.Metadata,
+	}
+	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
+		attrs.Size = total
+	}
+	return &body{ReadCloser: out.Body, ctx: ctx, store: s, key: key}, attrs, nil
+}
+
+func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	in := &s3.PutObjectInput{
+		Bucket:        &s.bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		Metadata:      opts.Metadata,
+	}
+	if opts.ContentType != "" {
+		in.ContentType = &opts.ContentType
+	}
+	if opts.IfNoneMatch {
+		in.IfNoneMatch = aws.String("*")
+	}
+	if opts.IfMatch != "" {
+		in.IfMatch = aws.String(`"` + opts.IfMatch + `"`)
+	}
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	// PutObject returns no Last-Modified; the response's Date is the server
+	// clock that Stat's ModTime will also come from.
+	modTime, _ := awsmiddleware.GetServerTime(out.ResultMetadata)
+	return objstore.Attrs{
+		Size:        int64(len(data)),
+		ETag:        unquote(out.ETag),
+		ModTime:     modTime,
+		ContentType: opts.ContentType,
+		Metadata:    maps.Clone(opts.Metadata),
+	}, nil
+}
+
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	return nil
+}
+
+func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	if err != nil {
+		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	return objstore.Attrs{
+		Size:        aws.ToInt64(out.ContentLength),
+		ETag:        unquote(out.ETag),
+		ModTime:     aws.ToTime(out.LastModified),
+		ContentType: aws.ToString(out.ContentType),
+		Metadata:    out.Metadata,
+	}, nil
+}
+
+func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return s.keyError(ctx, prefix+"*", err, objstore.ErrBucketNotFound)
+		}
+		for _, obj := range page.Contents {
+			info := objstore.ObjectInfo{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), ETag: unquote(obj.ETag)}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// keyError classifies err and names the object it concerns.
+func (s *Store) keyError(ctx context.Context, key string, err, missing error) error {
+	return fmt.Errorf("s3://%s/%s: %w", s.bucket, key, classify(ctx, err, missing))
+}
+
+// body classifies errors that cut a read short, so that a reset connection
+// mid-object is as retryable as one that fails before the response.
+type body struct {
+	io.ReadCloser
+	ctx   context.Context
+	store *Store
+	key   string
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
+	}
+	return n, err
+}
+
+// byteRange is the HTTP Range for n bytes at off (n < 0: to the end), or
+// nil for the whole object, which lets the SDK validate its checksum.
+func byteRange(off, n int64) *string {
+	switch {
+	case off == 0 && n < 0:
+		return nil
+	case n < 0:
+		return aws.String(fmt.Sprintf("bytes=%d-", off))
+	default:
+		return aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))
+	}
+}
+
+// rangeTotal reads the object size from a Content-Range such as
+// "bytes 0-99/1000".
+func rangeTotal(contentRange string) (int64, bool) {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return 0, false
+	}
+	size, err := strconv.ParseInt(total, 10, 64)
+	return size, err == nil
+}
+
+func unquote(etag *string) string { return strings.Trim(aws.ToString(etag), `"`) }

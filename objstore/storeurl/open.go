@@ -1,0 +1,115 @@
+// Package storeurl opens an objstore.Store from a URL:
+//
+//	mem://[name]                         in-process, gone at exit
+//	file:///abs/dir  file://./rel/dir    one file per object under a directory
+//	s3://bucket[/prefix]?endpoint=URL&region=R&path_style=true|false
+//
+// A path after the bucket is a prefix: "s3://b/vol" stores block 0 as
+// "vol/00000000".
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/filestore"
+	"github.com/objbacker/objbacker/objstore/memstore"
+	"github.com/objbacker/objbacker/objstore/s3store"
+)
+
+// params are the query parameters each scheme accepts.
+var params = map[string][]string{
+	"s3": {"endpoint", "region", "path_style"},
+}
+
+// Options tune the stores a URL opens.
+type Options struct {
+	// Parallel is how many requests the caller keeps in flight; network
+	// stores keep at least that many idle connections per host.
+	Parallel int
+}
+
+// Open parses raw and opens the store it names, checking that the bucket or
+// directory is reachable. Errors wrap objstore.ErrInvalidURL,
+// ErrBucketNotFound or ErrAccessDenied where those apply.
+func Open(ctx context.Context, raw string, opts Options) (objstore.Store, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", objstore.ErrInvalidURL, raw, err)
+	}
+	q := u.Query()
+	// Check parameters before connecting: a typo must not cost a timeout.
+	for name := range q {
+		if !slices.Contains(params[u.Scheme], name) {
+			return nil, fmt.Errorf("%w: %q: unknown parameter %q", objstore.ErrInvalidURL, raw, name)
+		}
+	}
+	param := q.Get
+
+	var store objstore.Store
+	var prefix string
+	switch u.Scheme {
+	case "mem":
+		store = memstore.New()
+	case "file":
+		dir, err := fileDir(u)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", objstore.ErrInvalidURL, raw, err)
+		}
+		if store, err = filestore.Open(dir); err != nil {
+			return nil, err
+		}
+	case "s3":
+		if u.Host == "" {
+			return nil, fmt.Errorf("%w: %q: no bucket (want s3://bucket/prefix)", objstore.ErrInvalidURL, raw)
+		}
+		cfg := s3store.Config{
+			Bucket:   u.Host,
+			Endpoint: param("endpoint"),
+			Region:   param("region"),
+			Parallel: opts.Parallel,
+		}
+		switch ps := param("path_style"); ps {
+		case "":
+			// Custom endpoints (MinIO and most S3-compatible stores) want
+			// path-style URLs; AWS itself wants virtual-hosted ones.
+			cfg.PathStyle = cfg.Endpoint != ""
+		case "true", "false":
+			cfg.PathStyle = ps == "true"
+		default:
+			return nil, fmt.Errorf("%w: %q: path_style=%q, want true or false", objstore.ErrInvalidURL, raw, ps)
+		}
+		if store, err = s3store.Open(ctx, cfg); err != nil {
+			return nil, err
+		}
+		prefix = strings.Trim(u.Path, "/")
+	case "":
+		return nil, fmt.Errorf("%w: %q: no scheme (want mem://, file://, s3://)", objstore.ErrInvalidURL, raw)
+	default:
+		return nil, fmt.Errorf("%w: %q: unknown scheme %q (want mem://, file://, s3://)", objstore.ErrInvalidURL, raw, u.Scheme)
+	}
+	if prefix != "" {
+		prefix += "/"
+	}
+	return objstore.Prefixed(store, prefix), nil
+}
+
+// fileDir turns file:///abs and file://./rel into a directory path.
+func fileDir(u *url.URL) (string, error) {
+	switch u.Host {
+	case "":
+		if u.Path == "" {
+			return "", fmt.Errorf("no directory")
+		}
+		return filepath.Clean(u.Path), nil
+	case ".", "..":
+		return filepath.Clean(u.Host + u.Path), nil
+	default:
+		return "", fmt.Errorf("host %q not allowed (want file:///abs/dir or file://./rel/dir)", u.Host)
+	}
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The project's test command, run by CI (.ci/run) and by developers:
+#
+#   scripts/test.sh                          everything
+#   scripts/test.sh -run X ./objstore/...    extra go test arguments
+#
+# It installs the dependencies (scripts/deps.sh), starts a throw-away MinIO,
+# and runs gofmt, go vet and go test -race with OBJBACKER_TEST_STRICT=1, so a
+# missing dependency fails instead of skipping. Arguments that start with "."
+# are package patterns and replace ./... for vet and test; the others go to
+# go test as they are.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test: %s\n' "$*"; }
+
+scripts/deps.sh
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/objbacker-test.XXXXXX")
+cleanup() {
+	local status=$?
+	if ((status != 0)) && [[ -s $tmp/minio.log ]]; then
+		log "failed (exit $status); MinIO log tail:"
+		tail -n 40 "$tmp/minio.log"
+	fi
+	scripts/minio.sh stop "$tmp" || true
+	rm -rf "$tmp"
+	exit "$status"
+}
+trap cleanup EXIT
+# Turn signals into an ordinary exit so the EXIT trap cleans up once.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+scripts/minio.sh start "$tmp"
+# shellcheck source=/dev/null
+source "$tmp/minio.env"
+export OBJBACKER_TEST_STRICT=1
+# nbdsh needs Debian's python3 with the nbd module, not pyenv's python3:
+# put /usr/bin just before the first pyenv directory in PATH (a regex, which
+# ${PATH/…/…} cannot express).
+# shellcheck disable=SC2001
+PATH=$(sed 's#[^:]*pyenv#/usr/bin:&#' <<<"$PATH")
+export PATH
+
+packages=()
+for arg in "$@"; do
+	if [[ $arg == .* ]]; then
+		packages+=("$arg")
+	fi
+done
+if ((${#packages[@]} == 0)); then
+	packages=(./...)
+	set -- "$@" ./...
+fi
+
+log "gofmt -l"
+unformatted=$(gofmt -l .)
+if [[ -n $unformatted ]]; then
+	log "files need gofmt:"
+	printf '%s\n' "$unformatted"
+	exit 1
+fi
+log "go vet ${packages[*]}"
+go vet "${packages[@]}"
+log "go test -race -timeout 40m $*"
+go test -race -timeout 40m "$@"

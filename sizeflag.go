@@ -1,0 +1,22 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/objbacker/objbacker/blockmap"
+)
+
+// sizeFlag reads a size flag like "100G"; 0 when unset.
+func sizeFlag(c *cli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := blockmap.ParseSize(s)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("--%s: %w", name, err)}
+	}
+	return n, nil
+}
