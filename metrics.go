@@ -7,17 +7,23 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 )
 
 // serveMetrics serves the exports' counters in Prometheus text format on
-// addr/metrics. The returned function stops the server.
+// addr/metrics, and Go's profiles on addr/debug/pprof/. The returned function stops the server.
 func serveMetrics(addr string, exports []*openedExport, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	// Profiles are what a slow export needs looked at; they cost nothing
+	// until fetched.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		writeMetrics(w, exports)

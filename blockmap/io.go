@@ -191,7 +191,9 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 		case b.buf == nil:
 			b.buf = d.allocBuf()
 			if b.full {
-				clear(b.buf)
+				// A hole: zero only what this write does not cover.
+				clear(b.buf[:in])
+				clear(b.buf[in+l:])
 			} else {
 				b.valid = newSectorSet(bs)
 			}

@@ -42,12 +42,12 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, seq uint
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
 func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
-	defer putBuffer(buf)
 	data := (*buf)[replyHeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
 	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
 	if n < len(data) {
+		putBuffer(buf)
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -56,7 +56,7 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
 	}
 	c.stats.reads.Add(1)
 	c.stats.bytesRead.Add(uint64(n))
-	c.w.data(req.Handle, *buf)
+	c.w.data(req.Handle, buf) // the reply writer releases buf
 }
 
 func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error {
