@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -63,7 +64,12 @@ var storeRetryPolicy = objstore.RetryPolicy{Attempts: 10, BaseDelay: 100 * time.
 // openExport opens the store and the device of one export. The store is
 // counted below the retry layer, so retried requests show in the metrics.
 func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, parallel int, log *slog.Logger) (*openedExport, error) {
-	base, err := storeurl.Open(ctx, spec.URL, storeurl.Options{Parallel: parallel})
+	storeURL, hashPrefix, err := splitDeviceParams(spec.URL)
+	if err != nil {
+		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
+	}
+	cfg.HashPrefix = hashPrefix
+	base, err := storeurl.Open(ctx, storeURL, storeurl.Options{Parallel: parallel})
 	if err != nil {
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
@@ -76,6 +82,26 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, paral
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
 	return &openedExport{spec: spec, store: base, device: dev, counts: counts}, nil
+}
+
+// splitDeviceParams takes the device's own URL parameters (hash_prefix)
+// out of an export URL; the rest of the URL is the store's.
+func splitDeviceParams(raw string) (storeURL string, hashPrefix *bool, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw, nil, nil // storeurl.Open reports it
+	}
+	q := u.Query()
+	if !q.Has("hash_prefix") {
+		return raw, nil, nil
+	}
+	v, err := strconv.ParseBool(q.Get("hash_prefix"))
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: hash_prefix=%q, want true or false", objstore.ErrInvalidURL, q.Get("hash_prefix"))
+	}
+	q.Del("hash_prefix")
+	u.RawQuery = q.Encode()
+	return u.String(), &v, nil
 }
 
 // redact drops credentials a URL might carry before it reaches a log.

@@ -8,45 +8,53 @@ import (
 
 	"github.com/objbacker/objbacker/blockmap"
 	"github.com/objbacker/objbacker/objstore"
-	"github.com/objbacker/objbacker/objstore/storeurl"
 )
 
 func infoCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "info",
-		Usage:     "show the device a bucket holds: size, block size, objects present",
+		Usage:     "show the device a bucket holds: layout, sizes, encodings, mount marker, objects present",
 		ArgsUsage: "URL",
 		Action:    info,
 	}
 }
 
 func info(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageError{fmt.Errorf("info takes one URL (got %d arguments)", c.NArg())}
-	}
-	raw := c.Args().First()
-	store, err := storeurl.Open(c.Context, raw, storeurl.Options{})
+	store, raw, err := openURLArg(c)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	geo, source, ok, err := blockmap.Recorded(c.Context, store)
+	f, ok, err := blockmap.Recorded(c.Context, store)
 	if err != nil {
 		return err
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "url:            %s\n", redact(raw))
 	if ok {
-		fmt.Fprintf(w, "size:           %s (%d bytes)\n", blockmap.FormatSize(geo.Size), geo.Size)
-		fmt.Fprintf(w, "block size:     %s (%d bytes)\n", blockmap.FormatSize(geo.BlockSize), geo.BlockSize)
-		fmt.Fprintf(w, "recorded in:    %s\n", source)
+		fmt.Fprintf(w, "size:           %s (%d bytes)\n", blockmap.FormatSize(f.Size), f.Size)
+		fmt.Fprintf(w, "block size:     %s (%d bytes)\n", blockmap.FormatSize(f.BlockSize), f.BlockSize)
+		fmt.Fprintf(w, "block names:    %s (block 0: %s)\n", namingName(f.Naming), f.Naming.Key(0))
+		fmt.Fprintf(w, "recorded in:    %s\n", f.Source)
+		if f.Block0OK && f.Block0.ContentEncoding != "" {
+			fmt.Fprintf(w, "block 0 coding: %s\n", f.Block0.ContentEncoding)
+		}
 	} else {
 		fmt.Fprintf(w, "size:           not recorded (a fresh bucket; serve --size creates the device)\n")
+	}
+	m, mounted, err := blockmap.ReadMountMarker(c.Context, store)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		fmt.Fprintf(w, "mounted:        yes, %s\n", m)
+	} else {
+		fmt.Fprintf(w, "mounted:        no\n")
 	}
 	var blocks, bytes, other int64
 	start := time.Now()
 	err = store.List(c.Context, "", func(o objstore.ObjectInfo) error {
-		if _, isBlock := blockmap.ParseBlockKey(o.Key); isBlock {
+		if _, isBlock := f.Naming.Parse(o.Key); isBlock {
 			blocks++
 			bytes += o.Size
 		} else {
@@ -57,11 +65,18 @@ func info(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", redact(raw), err)
 	}
-	fmt.Fprintf(w, "blocks present: %d (%s stored)\n", blocks, blockmap.FormatSize(bytes))
-	if ok && geo.Blocks() > 0 {
-		fmt.Fprintf(w, "allocated:      %.2f%% of %d blocks\n", 100*float64(blocks)/float64(geo.Blocks()), geo.Blocks())
+	fmt.Fprintf(w, "blocks present: %d (%d bytes stored)\n", blocks, bytes)
+	if ok && f.Blocks() > 0 {
+		fmt.Fprintf(w, "allocated:      %.2f%% of %d blocks\n", 100*float64(blocks)/float64(f.Blocks()), f.Blocks())
 	}
 	fmt.Fprintf(w, "other objects:  %d\n", other)
 	fmt.Fprintf(w, "listed in:      %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func namingName(nm blockmap.Naming) string {
+	if nm.HashPrefix {
+		return "s3backer, hash-prefixed"
+	}
+	return "s3backer"
 }

@@ -32,6 +32,7 @@ URL forms:
   mem://                                   in memory, lost at exit
   file:///abs/dir   file://./rel/dir        one file per block object
   s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true|false]
+Any URL also takes hash_prefix=true: s3backer's --blockHashPrefix names.
 
 A device's size and block size are recorded in its bucket the first time;
 later runs need neither --size nor --block-size, and a mismatch is an error.`,
@@ -46,6 +47,7 @@ later runs need neither --size nor --block-size, and a mismatch is an error.`,
 			&cli.DurationFlag{Name: "write-delay", Value: blockmap.DefaultWriteDelay, Usage: "longest time a partly written block waits for more writes before it is uploaded", EnvVars: []string{"OBJBACKER_WRITE_DELAY"}},
 			&cli.UintFlag{Name: "min-block-size", Value: 512, Usage: "smallest request advertised to NBD clients: 512 or 4096", EnvVars: []string{"OBJBACKER_MIN_BLOCK_SIZE"}},
 			&cli.BoolFlag{Name: "read-only", Usage: "refuse writes, trims and zeroes", EnvVars: []string{"OBJBACKER_READ_ONLY"}},
+			&cli.BoolFlag{Name: "force", Usage: "serve buckets marked as mounted (by an objbacker that crashed, or by s3backer)", EnvVars: []string{"OBJBACKER_FORCE"}},
 			&cli.StringFlag{Name: "metrics", Usage: "`ADDR` to serve Prometheus metrics on (/metrics); off when empty", EnvVars: []string{"OBJBACKER_METRICS"}},
 		},
 		Action: serve,
@@ -93,6 +95,7 @@ func serve(c *cli.Context) error {
 		Parallel:   c.Int("parallel"),
 		ReadAhead:  c.Int("read-ahead"),
 		WriteDelay: c.Duration("write-delay"),
+		Force:      c.Bool("force"),
 	}
 	if implicit {
 		cfg.DefaultSize = defaultSize

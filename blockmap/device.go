@@ -29,6 +29,11 @@ type Config struct {
 	// DefaultSize, if set, creates a fresh device of this size when
 	// Geometry.Size is zero (the daemon's zero-flag quick start).
 	DefaultSize int64
+	// HashPrefix selects s3backer's hash-prefixed block names for a new
+	// device; nil means as recorded (plain names for a new device).
+	HashPrefix *bool
+	// Force serves a bucket that carries a mount marker.
+	Force bool
 
 	// CacheSize bounds the memory held in block buffers, clean and dirty.
 	// Writers wait (back-pressure) when dirty blocks fill it.
@@ -54,10 +59,11 @@ const (
 
 // Device is an open block device. Its methods are safe for concurrent use.
 type Device struct {
-	store objstore.Store
-	geo   Geometry
-	cfg   Config
-	log   *slog.Logger
+	store  objstore.Store
+	geo    Geometry
+	naming Naming
+	cfg    Config
+	log    *slog.Logger
 
 	// sem bounds concurrent store requests to cfg.Parallel.
 	sem chan struct{}
@@ -124,10 +130,32 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	geo, err := resolveGeometry(ctx, cfg.Store, cfg.Geometry, cfg.DefaultSize)
+	// Claim the bucket before reading or writing anything else in it, and
+	// give the claim back if the device does not open.
+	if err := setMountMarker(ctx, cfg.Store, cfg.Force); err != nil {
+		return nil, err
+	}
+	d, err := open(ctx, cfg)
+	if err != nil {
+		if rerr := ResetMountMarker(ctx, cfg.Store); rerr != nil {
+			cfg.Log.Error("could not remove our mount marker", "err", rerr)
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+func open(ctx context.Context, cfg Config) (*Device, error) {
+	found, err := resolveLayout(ctx, cfg.Store, want{Geometry: cfg.Geometry, HashPrefix: cfg.HashPrefix, DefaultSize: cfg.DefaultSize})
 	if err != nil {
 		return nil, err
 	}
+	if found.Block0OK {
+		if err := checkEncoding(found.Naming.Key(0), found.Block0); err != nil {
+			return nil, err
+		}
+	}
+	geo := found.Geometry
 	if minCache := 4 * geo.BlockSize; cfg.CacheSize < minCache {
 		return nil, fmt.Errorf("%w: cache size %s is below 4 blocks (%s)", ErrInvalidConfig, FormatSize(cfg.CacheSize), FormatSize(minCache))
 	}
@@ -135,6 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	d := &Device{
 		store:   cfg.Store,
 		geo:     geo,
+		naming:  found.Naming,
 		cfg:     cfg,
 		log:     cfg.Log,
 		sem:     make(chan struct{}, cfg.Parallel),
@@ -162,14 +191,20 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	return d, nil
 }
 
-// listPresent fills the presence map from a listing of the store.
+// listPresent fills the presence map from a listing of the store, and
+// checks that the first block found is one we can read (block 0 may be a
+// hole in a bucket s3backer encrypted).
 func (d *Device) listPresent(ctx context.Context) error {
 	start := time.Now()
 	var count int64
+	var first string
 	err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
-		n, ok := ParseBlockKey(info.Key)
+		n, ok := d.naming.Parse(info.Key)
 		if !ok {
 			return nil
+		}
+		if first == "" {
+			first = info.Key
 		}
 		if n >= d.geo.Blocks() {
 			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
@@ -182,6 +217,15 @@ func (d *Device) listPresent(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing blocks: %w", err)
 	}
+	if first != "" {
+		a, err := d.store.Stat(ctx, first)
+		if err != nil {
+			return fmt.Errorf("probing %s: %w", first, err)
+		}
+		if err := checkEncoding(first, a); err != nil {
+			return err
+		}
+	}
 	d.log.Info("device opened", "size", FormatSize(d.geo.Size), "block_size", FormatSize(d.geo.BlockSize),
 		"blocks_present", count, "list_time", time.Since(start).Round(time.Millisecond))
 	return nil
@@ -189,6 +233,9 @@ func (d *Device) listPresent(ctx context.Context) error {
 
 // Geometry returns the device's size and block size.
 func (d *Device) Geometry() Geometry { return d.geo }
+
+// Naming returns how the device names its block objects.
+func (d *Device) Naming() Naming { return d.naming }
 
 // Size is the device size in bytes (go-nbd's backend.Backend).
 func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
@@ -205,9 +252,13 @@ func (d *Device) Close() error {
 	d.cancel()
 	d.workers.Wait()
 	if err != nil {
+		// The marker stays: the next start must not pass silently over
+		// writes that were acknowledged and lost.
 		return fmt.Errorf("final flush: %w", err)
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return ResetMountMarker(ctx, d.store)
 }
 
 func (d *Device) checkOpen() error {

@@ -49,24 +49,70 @@ func (g Geometry) Validate() error {
 	return nil
 }
 
-// BlockKey is the object name of block n, as s3backer names it: the block
-// number as 8 lower-case, zero-padded hex digits. A store prefix, if any, is
-// added by the store (objstore.Prefixed).
-func BlockKey(n int64) string { return fmt.Sprintf("%08x", uint32(n)) }
+// Naming is how block numbers become object names, as s3backer names them:
+// the block number as 8 lower-case, zero-padded hex digits, optionally
+// preceded by a hash of it and a dash (s3backer's --blockHashPrefix), which
+// spreads keys over a store's partitions. A store prefix, if any, is added
+// by the store (objstore.Prefixed).
+type Naming struct {
+	HashPrefix bool
+}
 
-// ParseBlockKey is the inverse of BlockKey; ok is false for other names.
-func ParseBlockKey(key string) (n int64, ok bool) {
+// Key is the object name of block n.
+func (nm Naming) Key(n int64) string {
+	if nm.HashPrefix {
+		return fmt.Sprintf("%08x-%08x", blockHash(uint32(n)), uint32(n))
+	}
+	return fmt.Sprintf("%08x", uint32(n))
+}
+
+// Parse is the inverse of Key; ok is false for names Key does not make,
+// including a hash prefix that does not match the block number.
+func (nm Naming) Parse(key string) (n int64, ok bool) {
+	if !nm.HashPrefix {
+		v, ok := parseHex8(key)
+		return int64(v), ok
+	}
+	if len(key) != 17 || key[8] != '-' {
+		return 0, false
+	}
+	h, ok1 := parseHex8(key[:8])
+	v, ok2 := parseHex8(key[9:])
+	if !ok1 || !ok2 || h != blockHash(v) {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+// blockHash is s3backer's deterministic block-number hash, computed in
+// 32-bit arithmetic as s3backer does.
+func blockHash(n uint32) uint32 {
+	h := n
+	for i := uint32(12); i > 0; i-- {
+		h = ((h>>8)^h)*0x6b + i
+	}
+	return h
+}
+
+// BlockKey is Naming{}.Key: s3backer's plain block names.
+func BlockKey(n int64) string { return Naming{}.Key(n) }
+
+// ParseBlockKey is Naming{}.Parse.
+func ParseBlockKey(key string) (int64, bool) { return Naming{}.Parse(key) }
+
+func parseHex8(key string) (uint32, bool) {
 	if len(key) != 8 {
 		return 0, false
 	}
+	var n uint32
 	for i := 0; i < len(key); i++ {
 		c := key[i]
-		var d int64
+		var d uint32
 		switch {
 		case '0' <= c && c <= '9':
-			d = int64(c - '0')
+			d = uint32(c - '0')
 		case 'a' <= c && c <= 'f':
-			d = int64(c-'a') + 10
+			d = uint32(c-'a') + 10
 		default:
 			return 0, false
 		}

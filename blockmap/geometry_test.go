@@ -21,6 +21,27 @@ func TestBlockKeyMatchesS3backer(t *testing.T) {
 	}
 }
 
+// The vectors come from s3backer's own http_io_block_hash_prefix, compiled.
+func TestHashPrefixNamesMatchS3backer(t *testing.T) {
+	nm := Naming{HashPrefix: true}
+	for n, want := range map[int64]string{
+		0: "c448b72c-00000000", 1: "d211cad9-00000001", 2: "7183baa1-00000002", 255: "6ad31a26-000000ff",
+		65536: "b1b53b7c-00010000", 1 << 24: "7a2e9ecc-01000000", 1<<32 - 1: "0f447858-ffffffff", 12345: "138a4b3e-00003039",
+	} {
+		if got := nm.Key(n); got != want {
+			t.Errorf("Key(%d) = %q, want %q", n, got, want)
+		}
+		if back, ok := nm.Parse(want); !ok || back != n {
+			t.Errorf("Parse(%q) = %d, %v", want, back, ok)
+		}
+	}
+	for _, bad := range []string{"00000000", "c448b72c-00000001", "c448b72c_00000000", "C448B72C-00000000", "c448b72c-0000000"} {
+		if _, ok := nm.Parse(bad); ok {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
+
 func TestParseSize(t *testing.T) {
 	for in, want := range map[string]int64{"4096": 4096, "1M": 1 << 20, "1MiB": 1 << 20, "16G": 16 << 30, "512k": 512 << 10, "1.5G": 3 << 29, "2T": 2 << 40, "100GB": 100 << 30} {
 		if got, err := ParseSize(in); err != nil || got != want {

@@ -50,35 +50,63 @@ func (d *Device) load(b *block) error {
 	return nil
 }
 
+// fetchAttempts bounds re-reads of a block whose bytes did not match the
+// store's checksum: corruption in flight is worth another try, and if it
+// persists the reader gets EIO, never the bad bytes.
+const fetchAttempts = 3
+
 // fetch GETs block n into a fetch buffer. absent means there is no object:
 // the block is zeros.
 func (d *Device) fetch(n int64) (data []byte, absent bool, err error) {
 	d.sem <- struct{}{}
 	defer func() { <-d.sem }()
-	key := BlockKey(n)
-	rc, _, err := d.store.Get(d.ctx, key, 0, -1)
-	if errors.Is(err, objstore.ErrNotFound) {
+	key := d.naming.Key(n)
+	buf := d.fetchBuf()
+	for attempt := 1; ; attempt++ {
+		absent, err = d.fetchInto(key, buf)
+		if errors.Is(err, objstore.ErrCorrupt) && attempt < fetchAttempts {
+			d.log.Warn("block failed its checksum; reading it again", "block", n, "key", key, "attempt", attempt, "err", err)
+			continue
+		}
+		break
+	}
+	if err != nil || absent {
+		d.dropFetchBuf(buf)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading block %d (%s): %w (%w)", n, key, errIO, err)
+		}
 		return nil, true, nil
 	}
+	return buf, false, nil
+}
+
+func (d *Device) fetchInto(key string, buf []byte) (absent bool, err error) {
+	rc, attrs, err := d.store.Get(d.ctx, key, 0, -1)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return true, nil
+	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading block %d (%s): %w (%w)", n, key, errIO, err)
+		return false, err
 	}
 	defer rc.Close()
-	buf := d.fetchBuf()
+	if attrs.ContentEncoding != "" || attrs.Metadata[MetaHMAC] != "" {
+		return false, decodeBlock(rc, attrs, buf)
+	}
 	got, err := io.ReadFull(rc, buf)
-	if err == nil {
-		// The object must be exactly one block; a longer one means the
-		// bucket holds another geometry or foreign data.
-		var extra [1]byte
-		if k, _ := rc.Read(extra[:]); k > 0 {
-			err = fmt.Errorf("object is longer than the block size %d", d.geo.BlockSize)
-		}
-	} else if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = fmt.Errorf("object has %d bytes, want the block size %d", got, d.geo.BlockSize)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return false, fmt.Errorf("object has %d bytes, want the block size %d", got, len(buf))
+	case err != nil:
+		return false, err
 	}
-	if err != nil {
-		d.dropFetchBuf(buf)
-		return nil, false, fmt.Errorf("reading block %d (%s): %w (%w)", n, key, errIO, err)
+	// The object must be exactly one block; a longer one means the bucket
+	// holds another geometry or foreign data. Reading to the end also lets
+	// a store verify the whole body against its checksum.
+	var extra [1]byte
+	if k, err := io.ReadFull(rc, extra[:]); k > 0 {
+		return false, fmt.Errorf("object is longer than the block size %d", len(buf))
+	} else if err != nil && err != io.EOF {
+		return false, err
 	}
-	return buf, false, nil
+	return false, nil
 }

@@ -71,7 +71,7 @@ func (d *Device) upload(b *block) {
 	d.mu.Unlock()
 
 	zero := buf == nil || isZero(buf)
-	key := BlockKey(b.n)
+	key := d.naming.Key(b.n)
 	d.sem <- struct{}{}
 	var err error
 	if zero {

@@ -16,6 +16,9 @@ var (
 	ErrAccessDenied = errors.New("access denied")
 	// ErrInvalidURL: a store URL that cannot be opened as written.
 	ErrInvalidURL = errors.New("invalid store URL")
+	// ErrCorrupt: an object's bytes do not match the checksum the store
+	// holds for them; a reader returns it at the end of the body.
+	ErrCorrupt = errors.New("object data does not match its checksum")
 )
 
 // TransientError marks a failure that may succeed when retried

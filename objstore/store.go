@@ -43,6 +43,9 @@ type Attrs struct {
 	ETag        string // opaque version token, without surrounding quotes
 	ModTime     time.Time
 	ContentType string
+	// ContentEncoding is how the stored bytes are encoded (s3backer marks
+	// compressed and encrypted blocks with it); stores never decode it.
+	ContentEncoding string
 	// Metadata holds user metadata with lower-case keys and no provider
 	// prefix (S3's "x-amz-meta-" is stripped).
 	Metadata map[string]string
@@ -50,7 +53,8 @@ type Attrs struct {
 
 // PutOptions qualify a Put.
 type PutOptions struct {
-	ContentType string
+	ContentType     string
+	ContentEncoding string
 	// Metadata keys are lower-case ASCII letters, digits and dashes.
 	Metadata map[string]string
 	// IfNoneMatch makes the Put fail with ErrPreconditionFailed when the

@@ -12,7 +12,7 @@ set -euo pipefail
 # MinIO's tags are not semver; pin the pseudo-version @latest resolved to.
 readonly MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 # curl is for scripts/minio.sh's readiness poll.
-readonly APT_PACKAGES=(libnbd-bin qemu-utils fio nbdkit python3-libnbd curl)
+readonly APT_PACKAGES=(libnbd-bin qemu-utils fio nbdkit python3-libnbd curl s3backer)
 readonly CACHE=${OBJBACKER_CACHE:-$HOME/.cache/objbacker}
 
 log() { printf 'deps: %s\n' "$*"; }

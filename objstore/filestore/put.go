@@ -42,6 +42,7 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 		File:        idOf(fi),
 		MD5:         hex.EncodeToString(sum[:]),
 		ContentType: opts.ContentType,
+		Encoding:    opts.ContentEncoding,
 		Metadata:    maps.Clone(opts.Metadata),
 	}
 

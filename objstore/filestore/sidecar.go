@@ -41,6 +41,7 @@ type record struct {
 	File        fileID            `json:"file"`
 	MD5         string            `json:"md5"`
 	ContentType string            `json:"type,omitempty"`
+	Encoding    string            `json:"encoding,omitempty"`
 	Metadata    map[string]string `json:"meta,omitempty"`
 }
 
@@ -61,16 +62,17 @@ func idOf(fi fs.FileInfo) fileID {
 // hasAttrs reports whether r holds anything that cannot be recomputed from
 // the data file, and so must survive a crash.
 func (r *record) hasAttrs() bool {
-	return r != nil && (r.ContentType != "" || len(r.Metadata) > 0)
+	return r != nil && (r.ContentType != "" || r.Encoding != "" || len(r.Metadata) > 0)
 }
 
 func (r record) attrs(fi fs.FileInfo) objstore.Attrs {
 	return objstore.Attrs{
-		Size:        fi.Size(),
-		ETag:        r.MD5,
-		ModTime:     fi.ModTime(),
-		ContentType: r.ContentType,
-		Metadata:    maps.Clone(r.Metadata),
+		Size:            fi.Size(),
+		ETag:            r.MD5,
+		ModTime:         fi.ModTime(),
+		ContentType:     r.ContentType,
+		ContentEncoding: r.Encoding,
+		Metadata:        maps.Clone(r.Metadata),
 	}
 }
 

@@ -61,10 +61,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 		return objstore.Attrs{}, err
 	}
 	attrs := objstore.Attrs{
-		Size:        int64(len(data)),
-		ModTime:     time.Now(),
-		ContentType: opts.ContentType,
-		Metadata:    maps.Clone(opts.Metadata),
+		Size:            int64(len(data)),
+		ModTime:         time.Now(),
+		ContentType:     opts.ContentType,
+		ContentEncoding: opts.ContentEncoding,
+		Metadata:        maps.Clone(opts.Metadata),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

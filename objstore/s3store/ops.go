@@ -3,6 +3,7 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -45,16 +46,24 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
 	}
 	attrs := objstore.Attrs{
-		Size:        aws.ToInt64(out.ContentLength),
-		ETag:        unquote(out.ETag),
-		ModTime:     aws.ToTime(out.LastModified),
-		ContentType: aws.ToString(out.ContentType),
-		Metadata:    out.Metadata,
+		Size:            aws.ToInt64(out.ContentLength),
+		ETag:            unquote(out.ETag),
+		ModTime:         aws.ToTime(out.LastModified),
+		ContentType:     aws.ToString(out.ContentType),
+		ContentEncoding: aws.ToString(out.ContentEncoding),
+		Metadata:        out.Metadata,
 	}
 	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
 		attrs.Size = total
 	}
-	return &body{ReadCloser: out.Body, ctx: ctx, store: s, key: key}, attrs, nil
+	var rc io.ReadCloser = out.Body
+	if off == 0 && n < 0 && !hasChecksum(out) {
+		// The SDK validates objects stored with a checksum, which is what
+		// we write. Objects without one (s3backer's: it sends Content-MD5)
+		// are checked against a single-part ETag, the MD5 of the bytes.
+		rc = newMD5Verifier(rc, attrs.ETag, attrs.Size)
+	}
+	return &body{ReadCloser: rc, ctx: ctx, store: s, key: key}, attrs, nil
 }
 
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
@@ -67,6 +76,9 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 	}
 	if opts.ContentType != "" {
 		in.ContentType = &opts.ContentType
+	}
+	if opts.ContentEncoding != "" {
+		in.ContentEncoding = &opts.ContentEncoding
 	}
 	if opts.IfNoneMatch {
 		in.IfNoneMatch = aws.String("*")
@@ -82,11 +94,12 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 	// clock that Stat's ModTime will also come from.
 	modTime, _ := awsmiddleware.GetServerTime(out.ResultMetadata)
 	return objstore.Attrs{
-		Size:        int64(len(data)),
-		ETag:        unquote(out.ETag),
-		ModTime:     modTime,
-		ContentType: opts.ContentType,
-		Metadata:    maps.Clone(opts.Metadata),
+		Size:            int64(len(data)),
+		ETag:            unquote(out.ETag),
+		ModTime:         modTime,
+		ContentType:     opts.ContentType,
+		ContentEncoding: opts.ContentEncoding,
+		Metadata:        maps.Clone(opts.Metadata),
 	}, nil
 }
 
@@ -104,11 +117,12 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
 	}
 	return objstore.Attrs{
-		Size:        aws.ToInt64(out.ContentLength),
-		ETag:        unquote(out.ETag),
-		ModTime:     aws.ToTime(out.LastModified),
-		ContentType: aws.ToString(out.ContentType),
-		Metadata:    out.Metadata,
+		Size:            aws.ToInt64(out.ContentLength),
+		ETag:            unquote(out.ETag),
+		ModTime:         aws.ToTime(out.LastModified),
+		ContentType:     aws.ToString(out.ContentType),
+		ContentEncoding: aws.ToString(out.ContentEncoding),
+		Metadata:        out.Metadata,
 	}, nil
 }
 
@@ -145,7 +159,13 @@ type body struct {
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, objstore.ErrCorrupt):
+		err = objstore.Transient(fmt.Errorf("s3://%s/%s: %w", b.store.bucket, b.key, err))
+	case isChecksumMismatch(err):
+		err = objstore.Transient(fmt.Errorf("s3://%s/%s: %w: %v", b.store.bucket, b.key, objstore.ErrCorrupt, err))
+	default:
 		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
 	}
 	return n, err

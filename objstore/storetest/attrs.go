@@ -13,6 +13,9 @@ import (
 func testAttrs(t *testing.T, s objstore.Store) {
 	const key = "attrs/obj"
 	const contentType = "application/x-objbacker-test"
+	// s3backer marks compressed blocks this way; a store must keep the
+	// header as is, never decode the body.
+	const encoding = "deflate"
 	meta := map[string]string{
 		"s3backer-blocksize": "1048576",
 		"s3backer-filesize":  "1073741824",
@@ -20,7 +23,7 @@ func testAttrs(t *testing.T, s objstore.Store) {
 	}
 	want := maps.Clone(meta)
 	data := RandomBytes(4096)
-	put := MustPut(t, s, key, data, objstore.PutOptions{ContentType: contentType, Metadata: meta})
+	put := MustPut(t, s, key, data, objstore.PutOptions{ContentType: contentType, ContentEncoding: encoding, Metadata: meta})
 	// The store must have copied the map, not kept the caller's.
 	meta["s3backer-blocksize"] = "changed after Put"
 
@@ -29,6 +32,9 @@ func testAttrs(t *testing.T, s objstore.Store) {
 		t.Fatalf("Stat: %v", err)
 	}
 	checkAttrs(t, "Stat", st, int64(len(data)), put.ETag, contentType, want)
+	if st.ContentEncoding != encoding {
+		t.Errorf("Stat ContentEncoding %q, want %q", st.ContentEncoding, encoding)
+	}
 	if st.ModTime.IsZero() || time.Since(st.ModTime).Abs() > 24*time.Hour {
 		t.Errorf("Stat ModTime %v; want about now", st.ModTime)
 	}
@@ -37,8 +43,11 @@ func testAttrs(t *testing.T, s objstore.Store) {
 		st.Metadata["objbacker-version"] = "changed in a returned map"
 	}
 
-	_, got := MustGet(t, s, key, 0, -1)
+	body, got := MustGet(t, s, key, 0, -1)
 	checkAttrs(t, "Get", got, int64(len(data)), put.ETag, contentType, want)
+	if got.ContentEncoding != encoding || string(body) != string(data) {
+		t.Errorf("Get: ContentEncoding %q and a body of %d bytes; want %q and the bytes as put", got.ContentEncoding, len(body), encoding)
+	}
 	_, got = MustGet(t, s, key, 100, 10)
 	checkAttrs(t, "ranged Get", got, int64(len(data)), put.ETag, contentType, want)
 
@@ -51,7 +60,7 @@ func testAttrs(t *testing.T, s objstore.Store) {
 	if err != nil {
 		t.Fatalf("Stat after bare overwrite: %v", err)
 	}
-	if len(st.Metadata) != 0 || st.ContentType == contentType || st.ETag != bare.ETag || st.Size != 100 {
+	if len(st.Metadata) != 0 || st.ContentType == contentType || st.ContentEncoding != "" || st.ETag != bare.ETag || st.Size != 100 {
 		t.Errorf("Stat after bare overwrite = %+v; want size 100, ETag %q, no metadata and not the old content type", st, bare.ETag)
 	}
 

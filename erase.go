@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore"
+)
+
+func eraseCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "erase",
+		Usage:     "delete every block of a bucket's device, and its recorded layout (s3backer --erase)",
+		ArgsUsage: "URL",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "yes", Usage: "confirm: the device's data is destroyed"},
+			&cli.BoolFlag{Name: "force", Usage: "erase even if the bucket is marked as mounted"},
+			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "DELETE requests in flight"},
+		},
+		Action: erase,
+	}
+}
+
+func resetMountedCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "reset-mounted",
+		Usage:     "remove the mark a crashed objbacker or s3backer left on a bucket (s3backer --reset-mounted-flag)",
+		ArgsUsage: "URL",
+		Action: func(c *cli.Context) error {
+			store, raw, err := openURLArg(c)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			m, ok, err := blockmap.ReadMountMarker(c.Context, store)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				fmt.Fprintf(c.App.Writer, "%s is not marked as mounted\n", redact(raw))
+				return nil
+			}
+			if err := blockmap.ResetMountMarker(c.Context, store); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "removed the mount marker (mounted %s) from %s\n", m, redact(raw))
+			return nil
+		},
+	}
+}
+
+func erase(c *cli.Context) error {
+	if !c.Bool("yes") {
+		return usageError{errors.New("erase destroys the device's data; confirm with --yes")}
+	}
+	store, raw, err := openURLArg(c)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if m, ok, err := blockmap.ReadMountMarker(c.Context, store); err != nil {
+		return err
+	} else if ok && !c.Bool("force") {
+		return fmt.Errorf("%w %s: stop what serves it first, or pass --force", blockmap.ErrMounted, m)
+	}
+
+	// Both namings are erased: a bucket may hold either, and a key of one
+	// form never parses as the other.
+	var keys []string
+	err = store.List(c.Context, "", func(o objstore.ObjectInfo) error {
+		_, plain := blockmap.Naming{}.Parse(o.Key)
+		_, hashed := blockmap.Naming{HashPrefix: true}.Parse(o.Key)
+		if plain || hashed {
+			keys = append(keys, o.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", redact(raw), err)
+	}
+	p := startProgress(c.App.ErrWriter, "erasing blocks", int64(len(keys)))
+	err = deleteAll(c.Context, store, keys, max(1, c.Int("parallel")), p)
+	p.finish()
+	if err != nil {
+		return err
+	}
+	for _, key := range []string{blockmap.DescriptorKey, blockmap.MountMarkerKey} {
+		if err := store.Delete(c.Context, key); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(c.App.Writer, "erased %d blocks and the recorded layout from %s\n", len(keys), redact(raw))
+	return nil
+}
+
+// deleteAll deletes keys with n requests in flight and stops at the first
+// error.
+func deleteAll(ctx context.Context, store objstore.Store, keys []string, n int, p *progress) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for key := range work {
+				if err := store.Delete(ctx, key); err != nil {
+					cancel(fmt.Errorf("deleting %s: %w", key, err))
+					return
+				}
+				p.add(1)
+			}
+		})
+	}
+	for _, key := range keys {
+		select {
+		case work <- key:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}

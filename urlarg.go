@@ -1,0 +1,24 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/storeurl"
+)
+
+// openURLArg opens the store named by a command's single URL argument.
+func openURLArg(c *cli.Context) (objstore.Store, string, error) {
+	if c.NArg() != 1 {
+		return nil, "", usageError{fmt.Errorf("%s takes one URL (got %d arguments)", c.Command.Name, c.NArg())}
+	}
+	raw := c.Args().First()
+	storeURL, _, err := splitDeviceParams(raw)
+	if err != nil {
+		return nil, raw, err
+	}
+	store, err := storeurl.Open(c.Context, storeURL, storeurl.Options{Parallel: c.Int("parallel")})
+	return store, raw, err
+}
