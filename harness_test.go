@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -13,6 +14,13 @@ import (
 
 	"github.com/objbacker/objbacker/internal/testenv"
 )
+
+// TestMain keeps serve from setting a memory limit on the test process,
+// which holds large buffers of its own (see memlimit_test.go for the limit).
+func TestMain(m *testing.M) {
+	os.Setenv("GOMEMLIMIT", "off")
+	os.Exit(m.Run())
+}
 
 // syncBuffer collects a server's stderr while it runs.
 type syncBuffer struct {

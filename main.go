@@ -39,14 +39,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Writer:         stdout,
 		ErrWriter:      stderr,
 	}
+	app.HideHelp, app.HideHelpCommand = true, true
+	app.Flags = append(app.Flags, newHelpFlag())
+	app.Action = func(c *cli.Context) error {
+		if c.NArg() > 0 {
+			return usageError{fmt.Errorf("unknown command %q", c.Args().First())}
+		}
+		return cli.ShowAppHelp(c)
+	}
 	for _, c := range app.Commands {
 		c.OnUsageError = onUsageError
+		c.HideHelp = true
+		c.Flags = append(c.Flags, newHelpFlag())
+		action := c.Action
+		c.Action = func(c *cli.Context) error {
+			if c.Bool("help") {
+				return cli.ShowSubcommandHelp(c)
+			}
+			return action(c)
+		}
 	}
 	if err := app.RunContext(ctx, args); err != nil {
 		fmt.Fprintln(stderr, "objbacker: "+oneLine(err))
 		return exitCode(err)
 	}
 	return 0
+}
+
+// newHelpFlag makes a --help flag for one app instance. urfave/cli's own
+// is a package variable that every run mutates while parsing, which races
+// when several runs share a process (the tests run the CLI in-process).
+func newHelpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }

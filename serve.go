@@ -124,6 +124,8 @@ func serve(c *cli.Context) error {
 		opened = append(opened, e)
 	}
 
+	setMemoryLimit(opened, cfg, log)
+
 	var exports []*nbd.Export
 	for _, e := range opened {
 		g := e.device.Geometry()

@@ -67,8 +67,8 @@ type Device struct {
 
 	// sem bounds concurrent store requests to cfg.Parallel.
 	sem chan struct{}
-	// bufs recycles block buffers; GC pressure at 1 MiB per request matters.
-	bufs sync.Pool
+	// free holds block buffers for reuse (see memory.go).
+	free chan []byte
 
 	// mu guards the fields below and every block's fields. Holding one lock
 	// keeps the state machine simple; critical sections are map updates and
@@ -176,7 +176,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
 	}
 	d.meta = blockMetadata(geo)
-	d.bufs.New = func() any { b := make([]byte, geo.BlockSize); return &b }
+	d.free = newFreeList(cfg, geo.BlockSize)
 	if err := d.listPresent(ctx); err != nil {
 		return nil, err
 	}

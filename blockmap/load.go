@@ -13,6 +13,15 @@ import (
 // fetch, and b.loading keeps b in the map meanwhile.
 func (d *Device) load(b *block) error {
 	b.loading = true
+	// The fetch buffer counts against the cache from now on: it becomes
+	// the block's buffer, or is given back below.
+	d.memUsed += d.geo.BlockSize
+	kept := false
+	defer func() {
+		if !kept {
+			d.memUsed -= d.geo.BlockSize
+		}
+	}()
 	d.mu.Unlock()
 	data, absent, err := d.fetch(b.n)
 	d.mu.Lock()
@@ -32,7 +41,7 @@ func (d *Device) load(b *block) error {
 		return nil
 	case b.buf == nil:
 		if data != nil {
-			b.buf = d.adopt(data)
+			b.buf, kept = data, true
 		}
 	default:
 		b.valid.gaps(func(off, n int64) {

@@ -1,29 +1,49 @@
 package blockmap
 
 // Block buffers are the device's memory. memUsed counts every buffer a
-// block holds plus the copies uploads keep while a writer has moved on;
-// transient fetch buffers of a read-modify-write are not counted (at most
-// Parallel of them exist).
+// block holds, the copies uploads keep while a writer has moved on, and the
+// buffers of fetches in progress. Reads wait for room before they fetch; a
+// read-modify-write on the upload path cannot (it is how room is made), so
+// under pressure those few fetches may exceed the cache briefly.
+//
+// Freed buffers go to a free list sized to the cache, not to the garbage
+// collector: the device's memory is allocated once and recycled, so a
+// steady stream of blocks makes no garbage and the process stays at the
+// size its cache says.
+
+func newFreeList(cfg Config, blockSize int64) chan []byte {
+	return make(chan []byte, cfg.CacheSize/blockSize+int64(cfg.Parallel))
+}
+
+func (d *Device) getBuf() []byte {
+	select {
+	case b := <-d.free:
+		return b
+	default:
+		return make([]byte, d.geo.BlockSize)
+	}
+}
+
+func (d *Device) putBuf(b []byte) {
+	select {
+	case d.free <- b:
+	default:
+	}
+}
 
 func (d *Device) allocBuf() []byte {
 	d.memUsed += d.geo.BlockSize
-	return *d.bufs.Get().(*[]byte)
+	return d.getBuf()
 }
 
 func (d *Device) freeBuf(buf []byte) {
 	d.memUsed -= d.geo.BlockSize
-	d.bufs.Put(&buf)
+	d.putBuf(buf)
 }
 
 // fetchBuf and dropFetchBuf handle the uncounted buffers of fetches.
-func (d *Device) fetchBuf() []byte        { return *d.bufs.Get().(*[]byte) }
-func (d *Device) dropFetchBuf(buf []byte) { d.bufs.Put(&buf) }
-
-// adopt counts a fetch buffer that becomes a block's buffer.
-func (d *Device) adopt(buf []byte) []byte {
-	d.memUsed += d.geo.BlockSize
-	return buf
-}
+func (d *Device) fetchBuf() []byte        { return d.getBuf() }
+func (d *Device) dropFetchBuf(buf []byte) { d.putBuf(buf) }
 
 // roomFor reports whether one more buffer fits, evicting the least recently
 // used clean block if that is what it takes.

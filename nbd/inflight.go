@@ -5,32 +5,21 @@ import (
 	"sync"
 )
 
-// bufferBudget bounds the payload bytes one connection holds in flight, so
-// MaxInflight requests of the maximum size cannot pin gigabytes. It admits
-// four 32 MiB requests, or up to 128 requests of 1 MiB or less.
-const (
-	bufferBudget = 128 << 20
-	budgetUnit   = 1 << 20
-)
-
-// limiter admits requests: at most a number of requests and bufferBudget
-// payload bytes at once. Only the connection's reader acquires, so taking
-// several tokens one at a time cannot deadlock.
+// limiter admits a connection's requests: at most MaxInflight at once, and
+// their payloads within the server's shared byte budget. Only the
+// connection's reader acquires.
 type limiter struct {
 	slots  chan struct{}
-	buffer chan struct{}
+	budget *byteBudget
 }
 
-func newLimiter(maxInflight int) *limiter {
-	return &limiter{
-		slots:  make(chan struct{}, maxInflight),
-		buffer: make(chan struct{}, bufferBudget/budgetUnit),
-	}
+func newLimiter(maxInflight int, budget *byteBudget) *limiter {
+	return &limiter{slots: make(chan struct{}, maxInflight), budget: budget}
 }
 
 // acquire blocks until a request with n payload bytes may run and returns
-// how many buffer tokens it holds; ok is false if ctx ended first.
-func (l *limiter) acquire(ctx context.Context, n uint32) (tokens int, ok bool) {
+// the bytes it holds; ok is false if ctx ended first.
+func (l *limiter) acquire(ctx context.Context, n uint32) (held int64, ok bool) {
 	select {
 	case l.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -39,22 +28,16 @@ func (l *limiter) acquire(ctx context.Context, n uint32) (tokens int, ok bool) {
 	if n == 0 {
 		return 0, true
 	}
-	want := int((uint64(n) + budgetUnit - 1) / budgetUnit)
-	for tokens < want {
-		select {
-		case l.buffer <- struct{}{}:
-			tokens++
-		case <-ctx.Done():
-			l.release(tokens)
-			return 0, false
-		}
+	if !l.budget.acquire(ctx, int64(n)) {
+		<-l.slots
+		return 0, false
 	}
-	return tokens, true
+	return int64(n), true
 }
 
-func (l *limiter) release(tokens int) {
-	for range tokens {
-		<-l.buffer
+func (l *limiter) release(held int64) {
+	if held > 0 {
+		l.budget.release(held)
 	}
 	<-l.slots
 }

@@ -26,11 +26,15 @@ type Server struct {
 	// disconnect with counts, errors); nil means slog.Default().
 	Log *slog.Logger
 	// MaxInflight bounds the requests one connection has in progress at
-	// once; zero means DefaultMaxInflight. Payload buffers are bounded
-	// separately, to 128 MiB per connection.
+	// once; zero means DefaultMaxInflight.
 	MaxInflight int
+	// MaxBuffered bounds the request payload bytes held at once by all
+	// connections together; zero means DefaultMaxBuffered.
+	MaxBuffered int64
 
-	connIDs atomic.Uint64
+	connIDs    atomic.Uint64
+	budgetOnce sync.Once
+	budget     *byteBudget
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -110,7 +114,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	return newConn(nc, r, sess, s.maxInflight(), log).serve(ctx)
+	return newConn(nc, r, sess, s.maxInflight(), s.byteBudget(), log).serve(ctx)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -118,6 +122,17 @@ func (s *Server) logger() *slog.Logger {
 		return slog.Default()
 	}
 	return s.Log
+}
+
+func (s *Server) byteBudget() *byteBudget {
+	s.budgetOnce.Do(func() {
+		size := s.MaxBuffered
+		if size <= 0 {
+			size = DefaultMaxBuffered
+		}
+		s.budget = newByteBudget(size)
+	})
+	return s.budget
 }
 
 func (s *Server) maxInflight() int {

@@ -48,7 +48,7 @@ type stats struct {
 	rejected, failed atomic.Uint64
 }
 
-func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, log *slog.Logger) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *byteBudget, log *slog.Logger) *conn {
 	return &conn{
 		nc:          nc,
 		r:           r,
@@ -57,7 +57,7 @@ func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, log *
 		size:        sess.size,
 		strictAlign: sess.strictAlign,
 		w:           replyWriter{conn: nc},
-		limit:       newLimiter(maxInflight),
+		limit:       newLimiter(maxInflight, budget),
 		barrier:     newWriteBarrier(),
 	}
 }

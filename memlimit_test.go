@@ -1,0 +1,53 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"path/filepath"
+	"runtime/debug"
+	"testing"
+
+	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore/memstore"
+)
+
+func TestMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := blockmap.Config{CacheSize: 256 << 20, Parallel: 16}
+	dev := func(url string) *openedExport {
+		d, err := blockmap.Open(t.Context(), blockmap.Config{Store: memstore.New(), Geometry: blockmap.Geometry{Size: 64 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return &openedExport{spec: exportSpec{Name: "d", URL: url}, device: d}
+	}
+	file := dev("file://" + filepath.Join(t.TempDir(), "x"))
+
+	t.Setenv("GOMEMLIMIT", "")
+	debug.SetMemoryLimit(math.MaxInt64)
+	setMemoryLimit([]*openedExport{file, file}, cfg, log)
+	want := int64(memoryOverhead + 2*256<<20)
+	if got := debug.SetMemoryLimit(-1); got != want {
+		t.Fatalf("limit %d, want %d", got, want)
+	}
+	// With the program's code (about 40 MiB), the daemon stays within the
+	// 64 MiB it promises beyond its cache.
+	if over := memoryOverhead + 40<<20; over > 64<<20 {
+		t.Fatalf("fixed overhead %d exceeds 64 MiB", over)
+	}
+
+	debug.SetMemoryLimit(math.MaxInt64)
+	setMemoryLimit([]*openedExport{file, dev("mem://")}, cfg, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("a mem:// export must leave the limit off, got %d", got)
+	}
+
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	setMemoryLimit([]*openedExport{file}, cfg, log)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("an operator's GOMEMLIMIT must win, got %d", got)
+	}
+}
