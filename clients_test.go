@@ -31,6 +31,8 @@ var backends = []backend{
 	{"mem", func(*testing.T, string) string { return "mem://" }, false},
 	{"file", func(t *testing.T, sub string) string { return "file://" + filepath.Join(t.TempDir(), sub) }, true},
 	{"s3", func(t *testing.T, sub string) string { return testenv.S3URL(t, sub) }, true},
+	{"gcs", func(t *testing.T, sub string) string { return testenv.GCSURL(t, sub) }, true},
+	{"azure", func(t *testing.T, sub string) string { return testenv.AzureURL(t, sub) }, true},
 }
 
 // TestClients drives `objbacker serve` with the real NBD clients on every

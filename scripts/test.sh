@@ -5,26 +5,31 @@
 #   scripts/test.sh -run X ./objstore/...    extra go test arguments
 #
 # It installs the dependencies (scripts/deps.sh), starts a throw-away MinIO,
-# and runs gofmt, go vet and go test -race with OBJBACKER_TEST_STRICT=1, so a
-# missing dependency fails instead of skipping. Arguments that start with "."
-# are package patterns and replace ./... for vet and test; the others go to
-# go test as they are.
+# fake-gcs-server and Azurite, and runs gofmt, go vet and go test -race with
+# OBJBACKER_TEST_STRICT=1, so a missing dependency fails instead of skipping.
+# Arguments that start with "." are package patterns and replace ./... for vet
+# and test; the others go to go test as they are.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'test: %s\n' "$*"; }
 
+# The storage emulators, each with scripts/NAME.sh start|stop DIR.
+readonly SERVERS=(minio fakegcs azurite)
+
 scripts/deps.sh
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/objbacker-test.XXXXXX")
 cleanup() {
-	local status=$?
-	if ((status != 0)) && [[ -s $tmp/minio.log ]]; then
-		log "failed (exit $status); MinIO log tail:"
-		tail -n 40 "$tmp/minio.log"
-	fi
-	scripts/minio.sh stop "$tmp" || true
+	local status=$? server
+	for server in "${SERVERS[@]}"; do
+		if ((status != 0)) && [[ -s $tmp/$server.log ]]; then
+			log "failed (exit $status); $server log tail:"
+			tail -n 40 "$tmp/$server.log"
+		fi
+		"scripts/$server.sh" stop "$tmp" || true
+	done
 	rm -rf "$tmp"
 	exit "$status"
 }
@@ -33,9 +38,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-scripts/minio.sh start "$tmp"
-# shellcheck source=/dev/null
-source "$tmp/minio.env"
+for server in "${SERVERS[@]}"; do
+	"scripts/$server.sh" start "$tmp"
+	# shellcheck source=/dev/null
+	source "$tmp/$server.env"
+done
 export OBJBACKER_TEST_STRICT=1
 # nbdsh needs Debian's python3 with the nbd module, not pyenv's python3:
 # put /usr/bin just before the first pyenv directory in PATH (a regex, which

@@ -3,9 +3,11 @@
 //	mem://[name]                         in-process, gone at exit
 //	file:///abs/dir  file://./rel/dir    one file per object under a directory
 //	s3://bucket[/prefix]?endpoint=URL&region=R&path_style=true|false
+//	gs://bucket[/prefix]?endpoint=URL
+//	azblob://container[/prefix]?account=NAME&endpoint=URL
 //
-// A path after the bucket is a prefix: "s3://b/vol" stores block 0 as
-// "vol/00000000".
+// A path after the bucket or container is a prefix: "s3://b/vol" stores
+// block 0 as "vol/00000000".
 package storeurl
 
 import (
@@ -17,14 +19,18 @@ import (
 	"strings"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/azblobstore"
 	"github.com/objbacker/objbacker/objstore/filestore"
+	"github.com/objbacker/objbacker/objstore/gcsstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
 	"github.com/objbacker/objbacker/objstore/s3store"
 )
 
 // params are the query parameters each scheme accepts.
 var params = map[string][]string{
-	"s3": {"endpoint", "region", "path_style"},
+	"s3":     {"endpoint", "region", "path_style"},
+	"gs":     {"endpoint"},
+	"azblob": {"account", "endpoint"},
 }
 
 // Options tune the stores a URL opens.
@@ -88,10 +94,28 @@ func Open(ctx context.Context, raw string, opts Options) (objstore.Store, error)
 			return nil, err
 		}
 		prefix = strings.Trim(u.Path, "/")
+	case "gs":
+		if u.Host == "" {
+			return nil, fmt.Errorf("%w: %q: no bucket (want gs://bucket/prefix)", objstore.ErrInvalidURL, raw)
+		}
+		cfg := gcsstore.Config{Bucket: u.Host, Endpoint: param("endpoint"), Parallel: opts.Parallel}
+		if store, err = gcsstore.Open(ctx, cfg); err != nil {
+			return nil, err
+		}
+		prefix = strings.Trim(u.Path, "/")
+	case "azblob":
+		if u.Host == "" {
+			return nil, fmt.Errorf("%w: %q: no container (want azblob://container/prefix)", objstore.ErrInvalidURL, raw)
+		}
+		cfg := azblobstore.Config{Container: u.Host, Account: param("account"), Endpoint: param("endpoint"), Parallel: opts.Parallel}
+		if store, err = azblobstore.Open(ctx, cfg); err != nil {
+			return nil, err
+		}
+		prefix = strings.Trim(u.Path, "/")
 	case "":
-		return nil, fmt.Errorf("%w: %q: no scheme (want mem://, file://, s3://)", objstore.ErrInvalidURL, raw)
+		return nil, fmt.Errorf("%w: %q: no scheme (want mem://, file://, s3://, gs://, azblob://)", objstore.ErrInvalidURL, raw)
 	default:
-		return nil, fmt.Errorf("%w: %q: unknown scheme %q (want mem://, file://, s3://)", objstore.ErrInvalidURL, raw, u.Scheme)
+		return nil, fmt.Errorf("%w: %q: unknown scheme %q (want mem://, file://, s3://, gs://, azblob://)", objstore.ErrInvalidURL, raw, u.Scheme)
 	}
 	if prefix != "" {
 		prefix += "/"

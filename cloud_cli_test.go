@@ -1,0 +1,80 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/objbacker/objbacker/internal/testenv"
+)
+
+// TestCloudStartupErrors: on gs:// and azblob:// as on s3://, a missing
+// bucket or refused credentials is bad input (exit code 2) and an
+// unreachable endpoint a runtime failure (exit code 1), reported at
+// start-up in one line that names the export and the cause.
+func TestCloudStartupErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// url returns the export's URL, after setting up the environment.
+		url  func(t *testing.T) string
+		code int
+		want []string
+	}{
+		{"gs missing bucket", func(t *testing.T) string {
+			return "gs://no-such-bucket-objbacker/vol?endpoint=" + testenv.GCSEndpoint(t)
+		}, 2, []string{"no-such-bucket-objbacker", "bucket not found"}},
+		{"gs refused credentials", func(t *testing.T) string {
+			testenv.RefusedGCSCredentials(t)
+			return "gs://bucket-objbacker/vol"
+		}, 2, []string{"bucket-objbacker", "access denied", "invalid_grant"}},
+		{"gs unreachable", func(t *testing.T) string {
+			return "gs://bucket-objbacker/vol?endpoint=" + closedEndpoint(t)
+		}, 1, []string{"bucket-objbacker", "connection refused"}},
+		{"azblob missing container", func(t *testing.T) string {
+			return "azblob://no-such-container-objbacker/vol?endpoint=" + testenv.AzureEndpoint(t)
+		}, 2, []string{"no-such-container-objbacker", "bucket not found", "ContainerNotFound"}},
+		{"azblob wrong key", func(t *testing.T) string {
+			url := testenv.AzureURL(t, "vol")
+			// A valid key (base64 of 64 bytes), but not the account's.
+			t.Setenv("AZURE_STORAGE_KEY", strings.Repeat("A", 86)+"==")
+			return url
+		}, 2, []string{"objb-", "access denied", "AuthorizationFailure"}},
+		{"azblob unreachable", func(t *testing.T) string {
+			testenv.AzureEndpoint(t) // for the account key that comes with it
+			return "azblob://container-objbacker/vol?endpoint=" + closedEndpoint(t) + "/devstoreaccount1"
+		}, 1, []string{"container-objbacker", "connection refused"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url(t)
+			start := time.Now()
+			code, _, stderr := runCLI(t, "serve", "--size", "1G", "--export", "d="+url, "--listen", freeAddr(t))
+			if elapsed := time.Since(start); elapsed > 10*time.Second {
+				t.Errorf("serve took %v to fail; want a few seconds at most", elapsed)
+			}
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+			last := lines[len(lines)-1]
+			for _, want := range append([]string{"objbacker: export d (" + url[:strings.Index(url, "://")]}, tc.want...) {
+				if !strings.Contains(last, want) {
+					t.Errorf("last stderr line %q does not say %q", last, want)
+				}
+			}
+			t.Logf("exit %d: %s", code, last)
+		})
+	}
+}
+
+// closedEndpoint returns an http:// address where nothing listens:
+// connections are refused.
+func closedEndpoint(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String()
+}

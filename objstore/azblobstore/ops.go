@@ -1,0 +1,215 @@
+package azblobstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
+
+	"github.com/objbacker/objbacker/objstore"
+)
+
+func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	if n == 0 {
+		// HTTP cannot express an empty range; the attributes still tell
+		// whether the blob exists.
+		attrs, err := s.Stat(ctx, key)
+		if err != nil {
+			return nil, objstore.Attrs{}, err
+		}
+		return http.NoBody, attrs, nil
+	}
+	// Count 0 means "to the end", as n < 0 does here.
+	resp, err := s.container.NewBlobClient(key).DownloadStream(ctx, &blob.DownloadStreamOptions{
+		Range: blob.HTTPRange{Offset: off, Count: max(n, 0)},
+	})
+	if isInvalidRange(err) {
+		// The range starts at or past the end, which the interface answers
+		// with an empty body rather than Azure's 416.
+		attrs, err := s.Stat(ctx, key)
+		if err != nil {
+			return nil, objstore.Attrs{}, err
+		}
+		return http.NoBody, attrs, nil
+	}
+	if err != nil {
+		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	attrs := objstore.Attrs{
+		Size:            deref(resp.ContentLength),
+		ETag:            unquote(resp.ETag),
+		ModTime:         deref(resp.LastModified),
+		ContentType:     deref(resp.ContentType),
+		ContentEncoding: deref(resp.ContentEncoding),
+		Metadata:        fromAzure(resp.Metadata),
+	}
+	if total, ok := rangeTotal(deref(resp.ContentRange)); ok {
+		attrs.Size = total
+	}
+	rc := resp.Body
+	if off == 0 && n < 0 {
+		rc = newMD5Verifier(rc, resp.ContentMD5, attrs.Size)
+	}
+	return &body{ReadCloser: rc, ctx: ctx, store: s, key: key}, attrs, nil
+}
+
+func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	meta, err := toAzure(opts.Metadata)
+	if err != nil {
+		return objstore.Attrs{}, fmt.Errorf("azblob://%s/%s: %w", s.name, key, err)
+	}
+	headers := &blob.HTTPHeaders{}
+	if opts.ContentType != "" {
+		headers.BlobContentType = &opts.ContentType
+	}
+	if opts.ContentEncoding != "" {
+		headers.BlobContentEncoding = &opts.ContentEncoding
+	}
+	sum := md5.Sum(data)
+	// One Put Blob request holds the whole block: no blocks staged and
+	// committed, so a block is one request and replaces the old one
+	// atomically. Azure checks the MD5 on receipt, refuses the write if the
+	// bytes were damaged on the way, and keeps it for the reads.
+	resp, err := s.container.NewBlockBlobClient(key).Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
+		HTTPHeaders:             headers,
+		Metadata:                meta,
+		AccessConditions:        conditions(opts),
+		TransactionalValidation: blob.TransferValidationTypeMD5(sum[:]),
+	})
+	if err != nil {
+		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	return objstore.Attrs{
+		Size:            int64(len(data)),
+		ETag:            unquote(resp.ETag),
+		ModTime:         deref(resp.LastModified),
+		ContentType:     opts.ContentType,
+		ContentEncoding: opts.ContentEncoding,
+		Metadata:        maps.Clone(opts.Metadata),
+	}, nil
+}
+
+func (s *Store) Delete(ctx context.Context, key string) error {
+	_, err := s.container.NewBlobClient(key).Delete(ctx, nil)
+	if err == nil {
+		return nil
+	}
+	err = s.keyError(ctx, key, err, objstore.ErrNotFound)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
+	resp, err := s.container.NewBlobClient(key).GetProperties(ctx, nil)
+	if err != nil {
+		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+	}
+	return objstore.Attrs{
+		Size:            deref(resp.ContentLength),
+		ETag:            unquote(resp.ETag),
+		ModTime:         deref(resp.LastModified),
+		ContentType:     deref(resp.ContentType),
+		ContentEncoding: deref(resp.ContentEncoding),
+		Metadata:        fromAzure(resp.Metadata),
+	}, nil
+}
+
+func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	pager := s.container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return s.keyError(ctx, prefix+"*", err, objstore.ErrBucketNotFound)
+		}
+		for _, item := range page.Segment.BlobItems {
+			info := objstore.ObjectInfo{Key: deref(item.Name)}
+			if p := item.Properties; p != nil {
+				info.Size, info.ETag = deref(p.ContentLength), unquote(p.ETag)
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// conditions turns the interface's preconditions into Azure's, which
+// compare quoted ETags.
+func conditions(opts objstore.PutOptions) *blob.AccessConditions {
+	var mod blob.ModifiedAccessConditions
+	if opts.IfNoneMatch {
+		mod.IfNoneMatch = new(azcore.ETagAny)
+	}
+	if opts.IfMatch != "" {
+		mod.IfMatch = new(azcore.ETag(`"` + opts.IfMatch + `"`))
+	}
+	return &blob.AccessConditions{ModifiedAccessConditions: &mod}
+}
+
+// keyError classifies err and names the object it concerns.
+func (s *Store) keyError(ctx context.Context, key string, err, missing error) error {
+	return fmt.Errorf("azblob://%s/%s: %w", s.name, key, classify(ctx, err, missing))
+}
+
+// body classifies errors that cut a read short, so that a reset connection
+// mid-blob is as retryable as one that fails before the response.
+type body struct {
+	io.ReadCloser
+	ctx   context.Context
+	store *Store
+	key   string
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, objstore.ErrCorrupt):
+		// Damage in flight: a new read may well get the stored bytes.
+		err = objstore.Transient(fmt.Errorf("azblob://%s/%s: %w", b.store.name, b.key, err))
+	default:
+		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
+	}
+	return n, err
+}
+
+// rangeTotal reads the blob size from a Content-Range such as
+// "bytes 0-99/1000".
+func rangeTotal(contentRange string) (int64, bool) {
+	_, total, ok := strings.Cut(contentRange, "/")
+	if !ok {
+		return 0, false
+	}
+	size, err := strconv.ParseInt(total, 10, 64)
+	return size, err == nil
+}
+
+func unquote(etag *azcore.ETag) string {
+	if etag == nil {
+		return ""
+	}
+	return strings.Trim(string(*etag), `"`)
+}
+
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}
