@@ -32,6 +32,8 @@ URL forms:
   mem://                                   in memory, lost at exit
   file:///abs/dir   file://./rel/dir        one file per block object
   s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true|false]
+  gs://bucket[/prefix][?endpoint=URL]
+  azblob://container[/prefix][?account=NAME&endpoint=URL]
 Any URL also takes hash_prefix=true: s3backer's --blockHashPrefix names.
 
 A device's size and block size are recorded in its bucket the first time;
