@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by the scripts that start and stop a throw-away storage emulator for
-# the tests (scripts/fakegcs.sh, scripts/azurite.sh): sourced, not run.
+# the tests (scripts/minio.sh, scripts/fakegcs.sh, scripts/azurite.sh):
+# sourced, not run.
 #
 # The sourcing script sets NAME (the prefix of its files in DIR and of its log
 # lines), defines start DIR, and ends with `emulator_main "$@"`.
