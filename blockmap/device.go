@@ -96,6 +96,9 @@ type Device struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open resolves the device geometry against what the store records (writing
@@ -242,7 +245,15 @@ func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
 
 // Close flushes every dirty block, stops the workers and reports a flush
 // failure: data acknowledged to a client that did not reach the store.
+//
+// Close runs once; later calls return the first one's result, and never
+// touch a marker that another device may have set since.
 func (d *Device) Close() error {
+	d.closeOnce.Do(func() { d.closeErr = d.close() })
+	return d.closeErr
+}
+
+func (d *Device) close() error {
 	err := d.Sync()
 	d.mu.Lock()
 	d.closed = true

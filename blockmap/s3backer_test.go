@@ -145,6 +145,16 @@ func TestMountMarker(t *testing.T) {
 	if _, ok, _ := ReadMountMarker(t.Context(), mem); ok {
 		t.Fatal("marker left after a clean close")
 	}
+	// A second Close must not remove the marker of the device that has
+	// the bucket now.
+	next := testDevice(t, mem, Geometry{}, 8*mib)
+	if err := d.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, ok, _ := ReadMountMarker(t.Context(), mem); !ok {
+		t.Fatal("a second Close of an old device removed the new device's marker")
+	}
+	next.Close()
 
 	// A marker left behind (a crash, or s3backer running) blocks until reset.
 	mem.Put(t.Context(), MountMarkerKey, []byte("otherhost\n20260101T000000Z\n"), objstore.PutOptions{})
