@@ -7,14 +7,14 @@ import (
 	"strings"
 
 	"github.com/objbacker/objbacker/blockmap"
-	"github.com/objbacker/objbacker/nbd"
+	"github.com/objbacker/objbacker/internal/inflight"
 )
 
 // memoryOverhead is the Go memory the daemon needs beyond the block caches:
-// request payloads in flight (nbd.DefaultMaxBuffered), the runtime, and
+// request payloads in flight (inflight.DefaultBudget), the runtime, and
 // the brief read-modify-write fetches a cache may exceed itself by. The
 // program's code adds about 40 MiB of RSS on top, outside the Go heap.
-const memoryOverhead = nbd.DefaultMaxBuffered + 8<<20
+const memoryOverhead = inflight.DefaultBudget + 8<<20
 
 // setMemoryLimit tells the Go runtime what the daemon is meant to use —
 // every export's cache and a fixed overhead — so that garbage collection keeps the process near that size

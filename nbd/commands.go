@@ -17,7 +17,7 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, seq uint
 		return
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
 		err = c.write(req, (*buf)[replyHeaderLen:])
-		putBuffer(buf)
+		payloads.Put(buf)
 		c.stats.writes.Add(1)
 		c.stats.bytesWritten.Add(uint64(req.Length))
 	case cmdFlush:
@@ -34,7 +34,7 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, seq uint
 	if req.Type != cmdFlush {
 		// Set even on failure: part of the range may have changed.
 		c.dirty.Store(true)
-		c.barrier.end(seq)
+		c.barrier.End(seq)
 	}
 	c.reply(req, err)
 }
@@ -47,7 +47,7 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
 	// report io.EOF alongside the last bytes.
 	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
 	if n < len(data) {
-		putBuffer(buf)
+		payloads.Put(buf)
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -86,7 +86,7 @@ func (c *conn) fua(req protocol.TransmissionRequestHeader, err error) error {
 // may still be running, then syncs. Sync itself covers every write already
 // completed on any connection.
 func (c *conn) flush(seq uint64) error {
-	c.barrier.wait(seq)
+	c.barrier.Wait(seq)
 	c.dirty.Store(false)
 	err := c.export.Backend.Sync()
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/objbacker/objbacker/internal/inflight"
 )
 
 // DefaultMaxInflight is the per-connection request concurrency when
@@ -17,6 +19,10 @@ import (
 // flight per connection; 64 already hides tens of milliseconds of backend
 // latency at 1 MiB per request.
 const DefaultMaxInflight = 64
+
+// DefaultMaxBuffered bounds the request payload bytes a Server holds at
+// once, across all its connections, when Server.MaxBuffered is zero.
+const DefaultMaxBuffered = inflight.DefaultBudget
 
 // A Server serves Exports over NBD. Set its fields before the first Serve
 // or ServeConn call and leave them unchanged afterwards.
@@ -34,7 +40,7 @@ type Server struct {
 
 	connIDs    atomic.Uint64
 	budgetOnce sync.Once
-	budget     *byteBudget
+	budget     *inflight.Budget
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -114,7 +120,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	return newConn(nc, r, sess, s.maxInflight(), s.byteBudget(), log).serve(ctx)
+	return newConn(nc, r, sess, s.maxInflight(), s.payloadBudget(), log).serve(ctx)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -124,13 +130,13 @@ func (s *Server) logger() *slog.Logger {
 	return s.Log
 }
 
-func (s *Server) byteBudget() *byteBudget {
+func (s *Server) payloadBudget() *inflight.Budget {
 	s.budgetOnce.Do(func() {
 		size := s.MaxBuffered
 		if size <= 0 {
 			size = DefaultMaxBuffered
 		}
-		s.budget = newByteBudget(size)
+		s.budget = inflight.NewBudget(size)
 	})
 	return s.budget
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
+
+	"github.com/objbacker/objbacker/internal/inflight"
 )
 
 // conn is one connection in the transmission phase. A single reader (serve
@@ -29,9 +31,9 @@ type conn struct {
 	// strictAlign: see session.
 	strictAlign bool
 
-	w        replyWriter
-	limit    *limiter
-	barrier  *writeBarrier
+	w        *replyWriter
+	limit    *inflight.Limiter
+	barrier  *inflight.WriteBarrier
 	inflight sync.WaitGroup
 	// dirty is set when a write, trim or zero completes and cleared when a
 	// flush starts, so the final Sync is skipped after a clean flush.
@@ -48,7 +50,7 @@ type stats struct {
 	rejected, failed atomic.Uint64
 }
 
-func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *byteBudget, log *slog.Logger) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *inflight.Budget, log *slog.Logger) *conn {
 	return &conn{
 		nc:          nc,
 		r:           r,
@@ -56,9 +58,9 @@ func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budge
 		export:      sess.export,
 		size:        sess.size,
 		strictAlign: sess.strictAlign,
-		w:           replyWriter{conn: nc},
-		limit:       newLimiter(maxInflight, budget),
-		barrier:     newWriteBarrier(),
+		w:           newReplyWriter(nc),
+		limit:       inflight.NewLimiter(maxInflight, budget),
+		barrier:     inflight.NewWriteBarrier(),
 	}
 }
 
@@ -164,18 +166,18 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	if isWrite || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
 		payload = req.Length
 	}
-	tokens, ok := c.limit.acquire(ctx, payload)
+	tokens, ok := c.limit.Acquire(ctx, payload)
 	if !ok {
 		return "server shutdown", nil
 	}
 	var buf *[]byte
 	if payload > 0 {
-		buf = getBuffer(int(payload))
+		buf = payloads.Get(int(payload))
 	}
 	if isWrite {
 		if _, err := io.ReadFull(c.r, (*buf)[replyHeaderLen:]); err != nil {
-			putBuffer(buf)
-			c.limit.release(tokens)
+			payloads.Put(buf)
+			c.limit.Release(tokens)
 			return c.readFailed(ctx, err)
 		}
 	}
@@ -185,14 +187,14 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	var seq uint64
 	switch req.Type {
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE, cmdTrim, cmdWriteZeroes:
-		seq = c.barrier.begin()
+		seq = c.barrier.Begin()
 	case cmdFlush:
-		seq = c.barrier.mark()
+		seq = c.barrier.Mark()
 	}
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Done()
-		defer c.limit.release(tokens)
+		defer c.limit.Release(tokens)
 		c.run(req, buf, seq)
 	}()
 	return "", nil

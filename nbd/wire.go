@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
+
+	"github.com/objbacker/objbacker/internal/inflight"
 )
 
 // Protocol values that go-nbd's protocol package does not define, named as
@@ -66,3 +68,7 @@ func encodeReply(b []byte, h protocol.TransmissionReplyHeader) {
 	binary.BigEndian.PutUint32(b[4:], h.Error)
 	binary.BigEndian.PutUint64(b[8:], h.Handle)
 }
+
+// payloads holds READ and WRITE payload buffers, with room for a reply
+// header in front of each.
+var payloads = inflight.NewBuffers(replyHeaderLen, DefaultMaxBlockSize)

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/objbacker/objbacker/blockmap"
+)
+
+// urlForms is the part of a serving command's help that describes
+// --export and the recorded geometry.
+const urlForms = `URL forms:
+  mem://                                   in memory, lost at exit
+  file:///abs/dir   file://./rel/dir        one file per block object
+  s3://bucket[/prefix][?endpoint=URL&region=R&path_style=true|false]
+  gs://bucket[/prefix][?endpoint=URL]
+  azblob://container[/prefix][?account=NAME&endpoint=URL]
+Any URL also takes hash_prefix=true: s3backer's --blockHashPrefix names.
+
+A device's size and block size are recorded in its bucket the first time;
+later runs need neither --size nor --block-size, and a mismatch is an error.`
+
+// exportFlags are the flags of every command that serves exports (serve
+// over NBD, vdev to the ZFS module): which buckets, and how their devices
+// behave.
+func exportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "export", Usage: "`NAME=URL` of an export (repeatable)", EnvVars: []string{"OBJBACKER_EXPORT"}},
+		&cli.StringFlag{Name: "size", Usage: "device `SIZE` for a bucket that records none (e.g. 100G)", EnvVars: []string{"OBJBACKER_SIZE"}},
+		&cli.StringFlag{Name: "block-size", Usage: "block (object) `SIZE`, a power of two from 4K to 64M; default 1M for a new bucket", EnvVars: []string{"OBJBACKER_BLOCK_SIZE"}},
+		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory `SIZE` for cached and dirty blocks, per export", EnvVars: []string{"OBJBACKER_CACHE_SIZE"}},
+		&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "store requests in flight per export", EnvVars: []string{"OBJBACKER_PARALLEL"}},
+		&cli.IntFlag{Name: "read-ahead", Value: blockmap.DefaultReadAhead, Usage: "blocks fetched ahead of a sequential reader (0: default, -1: off)", EnvVars: []string{"OBJBACKER_READ_AHEAD"}},
+		&cli.DurationFlag{Name: "write-delay", Value: blockmap.DefaultWriteDelay, Usage: "longest time a partly written block waits for more writes before it is uploaded", EnvVars: []string{"OBJBACKER_WRITE_DELAY"}},
+		&cli.BoolFlag{Name: "read-only", Usage: "refuse writes, trims and zeroes", EnvVars: []string{"OBJBACKER_READ_ONLY"}},
+		&cli.BoolFlag{Name: "force", Usage: "serve buckets marked as mounted (by an objbacker that crashed, or by s3backer)", EnvVars: []string{"OBJBACKER_FORCE"}},
+		&cli.StringFlag{Name: "metrics", Usage: "`ADDR` to serve Prometheus metrics on (/metrics); off when empty", EnvVars: []string{"OBJBACKER_METRICS"}},
+	}
+}
+
+// exportSet is the open exports of a serving command.
+type exportSet struct {
+	opened []*openedExport
+	log    *slog.Logger
+}
+
+// openExports opens the devices that exportFlags describe and sets the
+// memory limit for them. On error, those already open are closed.
+func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*exportSet, error) {
+	values := c.StringSlice("export")
+	implicit := len(values) == 0
+	if implicit {
+		values = []string{defaultExport}
+	}
+	specs, err := parseExports(values)
+	if err != nil {
+		return nil, err
+	}
+	var geo blockmap.Geometry
+	if geo.Size, err = sizeFlag(c, "size"); err != nil {
+		return nil, err
+	}
+	if geo.BlockSize, err = sizeFlag(c, "block-size"); err != nil {
+		return nil, err
+	}
+	cacheSize, err := sizeFlag(c, "cache-size")
+	if err != nil {
+		return nil, err
+	}
+	if c.Int("parallel") < 1 {
+		return nil, usageError{fmt.Errorf("--parallel %d: want at least 1", c.Int("parallel"))}
+	}
+	cfg := blockmap.Config{
+		Geometry:   geo,
+		CacheSize:  cacheSize,
+		Parallel:   c.Int("parallel"),
+		ReadAhead:  c.Int("read-ahead"),
+		WriteDelay: c.Duration("write-delay"),
+		Force:      c.Bool("force"),
+	}
+	if implicit {
+		cfg.DefaultSize = defaultSize
+	}
+
+	set := &exportSet{log: log}
+	for _, spec := range specs {
+		e, err := openExport(ctx, spec, cfg, cfg.Parallel, log.With("export", spec.Name))
+		if err != nil {
+			set.close()
+			return nil, err
+		}
+		set.opened = append(set.opened, e)
+	}
+	setMemoryLimit(set.opened, cfg, log)
+	return set, nil
+}
+
+// logReady says what each export serves.
+func (s *exportSet) logReady() {
+	for _, e := range s.opened {
+		g := e.device.Geometry()
+		s.log.Info("export ready", "export", e.spec.Name, "url", redact(e.spec.URL),
+			"size", blockmap.FormatSize(g.Size), "block_size", blockmap.FormatSize(g.BlockSize))
+	}
+}
+
+// close flushes and closes every export. A failed flush means acknowledged
+// writes did not reach the store: it is logged loudly and returned.
+func (s *exportSet) close() error {
+	var errs []error
+	for _, e := range s.opened {
+		if err := e.close(); err != nil {
+			s.log.Error("FLUSH FAILED: acknowledged writes did not reach the store", "export", e.spec.Name, "err", err)
+			errs = append(errs, fmt.Errorf("export %s: %w", e.spec.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}

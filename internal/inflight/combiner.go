@@ -1,0 +1,81 @@
+package inflight
+
+import "sync"
+
+// Combiner serializes messages from concurrent requests onto one stream so
+// that a message is never interleaved with another, and combines them: the
+// request that finds the stream idle becomes the writer and sends every
+// message queued meanwhile as one batch, so a busy stream makes one system
+// call per batch rather than one per reply.
+type Combiner struct {
+	// Write sends one batch of whole messages.
+	Write func(batch [][]byte) error
+	// Release takes back a buffer once its message is written or dropped.
+	Release func(*[]byte)
+	// Fail is called once, with the first write error, to close the
+	// stream: with replies broken, nothing more can be answered.
+	Fail func(error)
+
+	mu      sync.Mutex
+	queue   [][]byte
+	owned   []*[]byte
+	writing bool
+	err     error
+}
+
+// Send queues msg, whose buffer owned (nil if none) is released once
+// written, and writes the queue unless another request is writing. An
+// error means the stream has failed; later messages are dropped.
+func (c *Combiner) Send(msg []byte, owned *[]byte) error {
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		c.release(owned)
+		return err
+	}
+	c.queue = append(c.queue, msg)
+	if owned != nil {
+		c.owned = append(c.owned, owned)
+	}
+	if c.writing {
+		c.mu.Unlock()
+		return nil
+	}
+	c.writing = true
+	for len(c.queue) > 0 && c.err == nil {
+		batch, bufs := c.queue, c.owned
+		c.queue, c.owned = nil, nil
+		c.mu.Unlock()
+		err := c.Write(batch)
+		for _, b := range bufs {
+			c.Release(b)
+		}
+		c.mu.Lock()
+		if err != nil {
+			c.err = err
+			c.Fail(err)
+		}
+	}
+	for _, b := range c.owned {
+		c.Release(b)
+	}
+	c.queue, c.owned = nil, nil
+	c.writing = false
+	err := c.err
+	c.mu.Unlock()
+	return err
+}
+
+// Err returns the first write error, or nil.
+func (c *Combiner) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Combiner) release(b *[]byte) {
+	if b != nil {
+		c.Release(b)
+	}
+}

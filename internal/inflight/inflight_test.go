@@ -1,0 +1,166 @@
+package inflight
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestBudgetNeverOvercommits(t *testing.T) {
+	budget := NewBudget(10 << 20)
+	var inUse, peak atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			l := NewLimiter(4, budget)
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 200 {
+				held, ok := l.Acquire(context.Background(), uint32(r.IntN(4<<20)+1))
+				if !ok {
+					t.Error("Acquire failed without cancellation")
+					return
+				}
+				now := inUse.Add(held)
+				for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
+				}
+				inUse.Add(-held)
+				l.Release(held)
+			}
+		})
+	}
+	wg.Wait()
+	if p := peak.Load(); p > 10<<20 {
+		t.Fatalf("%d bytes held at once in a budget of %d", p, 10<<20)
+	}
+	if !budget.sem.TryAcquire(10 << 20) {
+		t.Fatal("budget not back to empty")
+	}
+}
+
+func TestLimiterBoundsAndCancel(t *testing.T) {
+	l := NewLimiter(2, NewBudget(8))
+	ctx := context.Background()
+	a, _ := l.Acquire(ctx, 6)
+	// Larger than the budget: takes all of it, once it is free.
+	got := make(chan int64)
+	go func() { held, _ := l.Acquire(ctx, 100); got <- held }()
+	select {
+	case <-got:
+		t.Fatal("an oversized request ran while the budget was in use")
+	case <-time.After(20 * time.Millisecond):
+	}
+	// A third request exceeds the request count and waits; cancelled, it
+	// gives up without holding anything.
+	cctx, cancel := context.WithCancel(ctx)
+	cancelled := make(chan bool)
+	go func() { _, ok := l.Acquire(cctx, 0); cancelled <- ok }()
+	time.Sleep(10 * time.Millisecond)
+	cancel()
+	if <-cancelled {
+		t.Fatal("a cancelled Acquire succeeded")
+	}
+	l.Release(a)
+	if held := <-got; held != 8 {
+		t.Fatalf("oversized request holds %d bytes, want the whole budget 8", held)
+	}
+}
+
+func TestWriteBarrier(t *testing.T) {
+	b := NewWriteBarrier()
+	w1, w2 := b.Begin(), b.Begin()
+	flush := b.Mark()
+	w3 := b.Begin() // received after the flush: not waited for
+	done := make(chan struct{})
+	go func() { b.Wait(flush); close(done) }()
+	b.End(w2)
+	select {
+	case <-done:
+		t.Fatal("flush returned with an earlier write still running")
+	case <-time.After(20 * time.Millisecond):
+	}
+	b.End(w1)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("flush did not return after the earlier writes ended")
+	}
+	b.End(w3)
+}
+
+func TestBufferClasses(t *testing.T) {
+	const headroom = 16
+	p := NewBuffers(headroom, 32<<20)
+	for _, n := range []int{1, 4096, 4097, 1 << 20, 1<<20 + 1, 32 << 20} {
+		b := p.Get(n)
+		if len(*b) != headroom+n {
+			t.Errorf("Get(%d): len %d, want %d", n, len(*b), headroom+n)
+		}
+		// The class must be the smallest that fits, so pooled memory is at
+		// most twice the payload.
+		if c := cap(*b) - headroom; c < n || c >= 2*n && c > 4096 {
+			t.Errorf("Get(%d): capacity %d", n, c)
+		}
+		p.Put(b)
+	}
+}
+
+func TestCombinerBatchesAndFails(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][][]byte
+	var released, failed atomic.Int64
+	gate := make(chan struct{})
+	c := &Combiner{
+		Write: func(b [][]byte) error {
+			<-gate
+			mu.Lock()
+			defer mu.Unlock()
+			batches = append(batches, b)
+			if len(batches) == 3 {
+				return errors.New("broken stream")
+			}
+			return nil
+		},
+		Release: func(*[]byte) { released.Add(1) },
+		Fail:    func(error) { failed.Add(1) },
+	}
+	buf := make([]byte, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { c.Send([]byte("first"), &buf) })
+	// While the first write is held, others queue behind it and go out
+	// together in the next batch.
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.writing })
+	for range 5 {
+		c.Send([]byte("queued"), &buf)
+	}
+	close(gate)
+	wg.Wait()
+	mu.Lock()
+	if len(batches) != 2 || len(batches[1]) != 5 {
+		t.Fatalf("batches %d, second of %d messages; want 2 and 5", len(batches), len(batches[1]))
+	}
+	mu.Unlock()
+	if err := c.Send([]byte("third batch fails"), &buf); err == nil || failed.Load() != 1 {
+		t.Fatalf("failing write: err %v, Fail called %d times", err, failed.Load())
+	}
+	if err := c.Send([]byte("dropped"), &buf); err == nil || c.Err() == nil {
+		t.Fatal("a send after the failure must report it")
+	}
+	if released.Load() != 8 {
+		t.Fatalf("released %d buffers, want every one of the 8 sent", released.Load())
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
