@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+# Process, port and measurement helpers for scripts/bench.sh, which sources
+# this file and sets BENCH, RECORDS, MAX_OTHER, MAX_ATTEMPTS, QUIET_WAIT,
+# REP and TMP.
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+die() {
+	log "$*"
+	exit 1
+}
+
+# Everything the bench starts, by name, so every exit path stops it by PID.
+declare -A PIDS=()
+declare -A LOGS=()
+# s3backer mount points still mounted.
+MOUNTS=()
+
+# alive reports whether pid exists; a zombie left for us to reap counts as
+# gone.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != Z ]]
+}
+
+# listening PORT asks the kernel rather than connecting: a probe connection
+# would make the servers log a failed handshake.
+listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
+
+pick_port() {
+	local port
+	for _ in {1..100}; do
+		port=$((20000 + RANDOM % 40000))
+		if ! listening "$port"; then
+			printf '%s\n' "$port"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# start_proc NAME CMD...: starts CMD in the background with its output in
+# TMP/logs, and records its PID under NAME.
+start_proc() {
+	local name=$1
+	shift
+	[[ -z ${PIDS[$name]:-} ]] || die "$name is already running"
+	LOGS[$name]=$TMP/logs/$name.$REP.log
+	"$@" >>"${LOGS[$name]}" 2>&1 </dev/null &
+	PIDS[$name]=$!
+}
+
+# wait_port NAME PORT waits until NAME listens on PORT.
+wait_port() {
+	local name=$1 port=$2 deadline=$((SECONDS + 60))
+	until listening "$port"; do
+		if ! alive "${PIDS[$name]}"; then
+			log "$name exited while starting; log tail:"
+			tail -n 20 "${LOGS[$name]}" >&2
+			exit 1
+		fi
+		((SECONDS < deadline)) || die "$name does not listen on port $port after 60 s"
+		sleep 0.05
+	done
+}
+
+# stop_proc NAME stops it with SIGTERM (SIGKILL after 60 s) and returns its
+# exit status; objbacker flushes on SIGTERM, so a failure here matters.
+stop_proc() {
+	local name=$1 pid=${PIDS[$1]:-} status=0
+	[[ -n $pid ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in {1..600}; do
+		alive "$pid" || break
+		sleep 0.1
+	done
+	if alive "$pid"; then
+		log "$name (pid $pid) ignored SIGTERM for 60 s; killing it"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" || status=$?
+	unset "PIDS[$name]"
+	return "$status"
+}
+
+# stop_checked NAME stops a server that must exit cleanly.
+stop_checked() {
+	local status=0
+	stop_proc "$1" || status=$?
+	if ((status != 0)); then
+		log "$1 exited with status $status; log tail:"
+		tail -n 20 "${LOGS[$1]}" >&2
+		exit 1
+	fi
+}
+
+# reaped NAME waits for a server that stopped by itself (an unmounted
+# s3backer) and checks its exit status.
+reaped() {
+	local name=$1 pid=${PIDS[$1]} status=0
+	wait "$pid" || status=$?
+	unset "PIDS[$name]"
+	if ((status != 0)); then
+		log "$name exited with status $status; log tail:"
+		tail -n 20 "${LOGS[$name]}" >&2
+		exit 1
+	fi
+}
+
+unmount_all() {
+	local mnt
+	for mnt in "${MOUNTS[@]}"; do
+		if mountpoint -q "$mnt"; then
+			umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
+		fi
+	done
+	MOUNTS=()
+}
+
+stop_all() {
+	unmount_all
+	local name
+	for name in "${!PIDS[@]}"; do
+		stop_proc "$name" || true
+	done
+}
+
+# measure SECTION ROW SUBJECT [bench run flags] -- CMD... runs one phase
+# and appends its record. A phase that other processes disturbed sets
+# DISTURBED, for attempts to repeat it; any other failure stops the bench.
+measure() {
+	local section=$1 row=$2 subject=$3 rc=0
+	shift 3
+	"$BENCH" run --records "$RECORDS" --section "$section" --row "$row" --subject "$subject" \
+		--rep "$REP" --attempt "$ATTEMPT" --max-other "$MAX_OTHER" --quiet-wait "$QUIET_WAIT" "$@" || rc=$?
+	case $rc in
+	0) ;;
+	3) DISTURBED=1 ;;
+	*)
+		log "$section / $row / $subject failed (status $rc)"
+		return "$rc"
+		;;
+	esac
+}
+
+# attempts STEP ARGS... runs a step (setup plus one measure) again while
+# other processes disturb it, up to MAX_ATTEMPTS times; the report keeps
+# the last attempt and stars it if it was still disturbed.
+attempts() {
+	for ((ATTEMPT = 1; ; ATTEMPT++)); do
+		DISTURBED=0
+		"$@"
+		((DISTURBED)) || return 0
+		if ((ATTEMPT >= MAX_ATTEMPTS)); then
+			log "still disturbed after $MAX_ATTEMPTS attempts; the figure keeps a star"
+			return 0
+		fi
+		log "other processes took CPU; repeating the phase"
+	done
+}
