@@ -3,7 +3,7 @@
 # The benchmark of issue #6: objbacker against its peers, side by side in one
 # run, printed as Markdown tables of medians and ratios (docs/benchmarks.md).
 #
-#   scripts/bench.sh                       every section, 3 repeats (~20 min)
+#   scripts/bench.sh                       every section, 3 repeats (~13 min)
 #   scripts/bench.sh --quick               short runs, small data, 1 repeat
 #   scripts/bench.sh --section nbd,rss     some sections (names or 1-5)
 #
@@ -84,8 +84,8 @@ done
 needs_minio() { [[ -n ${WANT[object]:-}${WANT[s3backer]:-}${WANT[stripe]:-}${WANT[rss]:-} ]]; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/objbacker-bench.XXXXXX")
-# At most two data sets live in MinIO at once, plus its trash.
-need_gib=$((DATA_MIB * 4 / 1024 + 4))
+# At most two data sets live in MinIO at once, plus one repeat's trash.
+need_gib=$((DATA_MIB * 4 / 1024 + 8))
 avail_gib=$(df --output=avail -BG "$TMP" | tail -n 1 | tr -dc 0-9)
 if ((avail_gib < need_gib)); then
 	rmdir "$TMP"
@@ -172,10 +172,7 @@ if [[ -n ${WANT[nbd]:-} ]]; then
 fi
 if needs_minio; then
 	MINIO_DIR=$TMP/minio
-	# MinIO moves deleted and overwritten objects to a trash directory that
-	# it empties every 5 minutes by default; a full run deletes about 50 GiB,
-	# which would pile up on the shared disk.
-	MINIO_API_DELETE_CLEANUP_INTERVAL=5s scripts/minio.sh start "$MINIO_DIR" >&2
+	scripts/minio.sh start "$MINIO_DIR" >&2
 	# shellcheck source=/dev/null
 	source "$MINIO_DIR/minio.env"
 	ENDPOINT=$OBJBACKER_TEST_S3_ENDPOINT

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The five sections of scripts/bench.sh, which sources this file after
 # lib.sh and sets the sizes (in MiB), RUNTIME, RSS_RUNTIME, CONC, CACHE_MIB,
-# OBJBACKER, BENCH, ENDPOINT and MINIO_PID.
+# OBJBACKER, BENCH, ENDPOINT, MINIO_DIR and MINIO_PID.
 
 readonly FIO_JSON=(--group_reporting --output-format=json)
 # CONC requests in flight as fio 4 jobs × QD(CONC/4), like the bare client's
@@ -140,6 +140,16 @@ seq_args() {
 	fi
 }
 
+# purge_trash empties MinIO's trash of deleted and overwritten objects
+# between repeats. MinIO empties it itself only every 5 minutes and slower
+# than a full run fills it (about 50 GiB), which would fill a shared disk.
+purge_trash() {
+	local trash=$MINIO_DIR/data/.minio.sys/tmp/.trash
+	if [[ -d $trash ]]; then
+		find "$trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+	fi
+}
+
 # check_blocks BUCKET PREFIX N: a durable write left exactly N blocks.
 check_blocks() {
 	"$BENCH" s3 count --bucket "$1" --prefix "$2/" --want "$3"
@@ -183,6 +193,7 @@ section_object() {
 		done
 		"$BENCH" s3 rm --bucket bare --prefix "r$REP/"
 		"$BENCH" s3 rm --bucket objbacker --prefix "r$REP/"
+		purge_trash
 	done
 }
 
@@ -259,6 +270,7 @@ section_s3backer() {
 		done
 		"$BENCH" s3 rm --bucket s3b --prefix "r$REP/"
 		"$BENCH" s3 rm --bucket objs --prefix "r$REP/"
+		purge_trash
 	done
 }
 
@@ -296,6 +308,7 @@ section_stripe() {
 		for b in 0 1 2; do
 			"$BENCH" s3 rm --bucket "stripe$b" --prefix "r$REP/"
 		done
+		purge_trash
 	done
 }
 
@@ -318,5 +331,6 @@ section_rss() {
 		log "5. peak RSS, repeat $REP of $REPEAT"
 		attempts rss_step
 		"$BENCH" s3 rm --bucket rss --prefix "r$REP/"
+		purge_trash
 	done
 }
