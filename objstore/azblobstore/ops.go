@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -19,30 +17,21 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 )
 
 func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
 	if n == 0 {
-		// HTTP cannot express an empty range; the attributes still tell
-		// whether the blob exists.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// HTTP cannot express an empty range.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	// Count 0 means "to the end", as n < 0 does here.
 	resp, err := s.container.NewBlobClient(key).DownloadStream(ctx, &blob.DownloadStreamOptions{
 		Range: blob.HTTPRange{Offset: off, Count: max(n, 0)},
 	})
 	if isInvalidRange(err) {
-		// The range starts at or past the end, which the interface answers
-		// with an empty body rather than Azure's 416.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// Azure's 416: the range starts at or past the end.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	if err != nil {
 		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
@@ -55,14 +44,19 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		ContentEncoding: deref(resp.ContentEncoding),
 		Metadata:        fromAzure(resp.Metadata),
 	}
-	if total, ok := rangeTotal(deref(resp.ContentRange)); ok {
+	if total, ok := rangeread.ContentRangeSize(deref(resp.ContentRange)); ok {
 		attrs.Size = total
 	}
 	rc := resp.Body
 	if off == 0 && n < 0 {
 		rc = newMD5Verifier(rc, resp.ContentMD5, attrs.Size)
 	}
-	return &body{ReadCloser: rc, ctx: ctx, store: s, key: key}, attrs, nil
+	// The SDK checks no bytes itself: only the MD5 verifier above does.
+	return &rangeread.Body{
+		ReadCloser: rc,
+		Object:     "azblob://" + s.name + "/" + key,
+		Classify:   func(err error) error { return s.keyError(ctx, key, err, objstore.ErrNotFound) },
+	}, attrs, nil
 }
 
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
@@ -164,39 +158,6 @@ func conditions(opts objstore.PutOptions) *blob.AccessConditions {
 // keyError classifies err and names the object it concerns.
 func (s *Store) keyError(ctx context.Context, key string, err, missing error) error {
 	return fmt.Errorf("azblob://%s/%s: %w", s.name, key, classify(ctx, err, missing))
-}
-
-// body classifies errors that cut a read short, so that a reset connection
-// mid-blob is as retryable as one that fails before the response.
-type body struct {
-	io.ReadCloser
-	ctx   context.Context
-	store *Store
-	key   string
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	switch {
-	case err == nil || err == io.EOF:
-	case errors.Is(err, objstore.ErrCorrupt):
-		// Damage in flight: a new read may well get the stored bytes.
-		err = objstore.Transient(fmt.Errorf("azblob://%s/%s: %w", b.store.name, b.key, err))
-	default:
-		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
-	}
-	return n, err
-}
-
-// rangeTotal reads the blob size from a Content-Range such as
-// "bytes 0-99/1000".
-func rangeTotal(contentRange string) (int64, bool) {
-	_, total, ok := strings.Cut(contentRange, "/")
-	if !ok {
-		return 0, false
-	}
-	size, err := strconv.ParseInt(total, 10, 64)
-	return size, err == nil
 }
 
 func unquote(etag *azcore.ETag) string {

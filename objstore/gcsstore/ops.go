@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"maps"
-	"net/http"
 	"strconv"
 	"strings"
 
@@ -15,32 +14,23 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
 	if n == 0 {
-		// HTTP cannot express an empty range; the attributes still tell
-		// whether the object exists.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// HTTP cannot express an empty range.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	// ReadCompressed keeps GCS from decoding gzip-encoded objects on the
 	// way out: a store returns the bytes as stored, whatever their encoding.
 	// The SDK's length -1 means "to the end", as n < 0 does here.
 	r, err := s.bucket.Object(key).ReadCompressed(true).NewRangeReader(ctx, off, max(n, -1))
 	if isInvalidRange(err) {
-		// The range starts at or past the end, which the interface answers
-		// with an empty body rather than GCS's 416.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// GCS's 416: the range starts at or past the end.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	if err != nil {
 		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
@@ -53,7 +43,14 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		ContentEncoding: r.Attrs.ContentEncoding,
 		Metadata:        lowerKeys(r.Metadata()),
 	}
-	return &body{Reader: r, ctx: ctx, store: s, key: key}, attrs, nil
+	// The SDK checks every whole-object read against the CRC32C that GCS
+	// keeps.
+	return &rangeread.Body{
+		ReadCloser:         r,
+		Object:             "gs://" + s.name + "/" + key,
+		IsChecksumMismatch: isChecksumMismatch,
+		Classify:           func(err error) error { return s.keyError(ctx, key, err, objstore.ErrNotFound) },
+	}, attrs, nil
 }
 
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
@@ -183,27 +180,4 @@ func lowerKeys(meta map[string]string) map[string]string {
 // keyError classifies err and names the object it concerns.
 func (s *Store) keyError(ctx context.Context, key string, err, missing error) error {
 	return fmt.Errorf("gs://%s/%s: %w", s.name, key, classify(ctx, err, missing))
-}
-
-// body classifies errors that cut a read short, so that a reset connection
-// mid-object is as retryable as one that fails before the response.
-type body struct {
-	*storage.Reader
-	ctx   context.Context
-	store *Store
-	key   string
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	n, err := b.Reader.Read(p)
-	switch {
-	case err == nil || err == io.EOF:
-	case isChecksumMismatch(err):
-		// The SDK checks every whole-object read against the CRC32C that
-		// GCS keeps; a mismatch is damage in flight, worth a new read.
-		err = objstore.Transient(fmt.Errorf("gs://%s/%s: %w: %v", b.store.name, b.key, objstore.ErrCorrupt, err))
-	default:
-		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
-	}
-	return n, err
 }

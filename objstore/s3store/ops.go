@@ -3,12 +3,9 @@ package s3store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,17 +13,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 )
 
 func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
 	if n == 0 {
-		// HTTP cannot express an empty range; the attributes still tell
-		// whether the object exists.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// HTTP cannot express an empty range.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 		Bucket: &s.bucket,
@@ -34,13 +27,8 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		Range:  byteRange(off, n),
 	})
 	if isInvalidRange(err) {
-		// The range starts at or past the end, which the interface answers
-		// with an empty body rather than S3's 416.
-		attrs, err := s.Stat(ctx, key)
-		if err != nil {
-			return nil, objstore.Attrs{}, err
-		}
-		return http.NoBody, attrs, nil
+		// S3's 416: the range starts at or past the end.
+		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	if err != nil {
 		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
@@ -53,7 +41,7 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		ContentEncoding: aws.ToString(out.ContentEncoding),
 		Metadata:        out.Metadata,
 	}
-	if total, ok := rangeTotal(aws.ToString(out.ContentRange)); ok {
+	if total, ok := rangeread.ContentRangeSize(aws.ToString(out.ContentRange)); ok {
 		attrs.Size = total
 	}
 	var rc io.ReadCloser = out.Body
@@ -63,7 +51,12 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		// are checked against a single-part ETag, the MD5 of the bytes.
 		rc = newMD5Verifier(rc, attrs.ETag, attrs.Size)
 	}
-	return &body{ReadCloser: rc, ctx: ctx, store: s, key: key}, attrs, nil
+	return &rangeread.Body{
+		ReadCloser:         rc,
+		Object:             "s3://" + s.bucket + "/" + key,
+		IsChecksumMismatch: isChecksumMismatch,
+		Classify:           func(err error) error { return s.keyError(ctx, key, err, objstore.ErrNotFound) },
+	}, attrs, nil
 }
 
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
@@ -148,29 +141,6 @@ func (s *Store) keyError(ctx context.Context, key string, err, missing error) er
 	return fmt.Errorf("s3://%s/%s: %w", s.bucket, key, classify(ctx, err, missing))
 }
 
-// body classifies errors that cut a read short, so that a reset connection
-// mid-object is as retryable as one that fails before the response.
-type body struct {
-	io.ReadCloser
-	ctx   context.Context
-	store *Store
-	key   string
-}
-
-func (b *body) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	switch {
-	case err == nil || err == io.EOF:
-	case errors.Is(err, objstore.ErrCorrupt):
-		err = objstore.Transient(fmt.Errorf("s3://%s/%s: %w", b.store.bucket, b.key, err))
-	case isChecksumMismatch(err):
-		err = objstore.Transient(fmt.Errorf("s3://%s/%s: %w: %v", b.store.bucket, b.key, objstore.ErrCorrupt, err))
-	default:
-		err = b.store.keyError(b.ctx, b.key, err, objstore.ErrNotFound)
-	}
-	return n, err
-}
-
 // byteRange is the HTTP Range for n bytes at off (n < 0: to the end), or
 // nil for the whole object, which lets the SDK validate its checksum.
 func byteRange(off, n int64) *string {
@@ -182,17 +152,6 @@ func byteRange(off, n int64) *string {
 	default:
 		return aws.String(fmt.Sprintf("bytes=%d-%d", off, off+n-1))
 	}
-}
-
-// rangeTotal reads the object size from a Content-Range such as
-// "bytes 0-99/1000".
-func rangeTotal(contentRange string) (int64, bool) {
-	_, total, ok := strings.Cut(contentRange, "/")
-	if !ok {
-		return 0, false
-	}
-	size, err := strconv.ParseInt(total, 10, 64)
-	return size, err == nil
 }
 
 func unquote(etag *string) string { return strings.Trim(aws.ToString(etag), `"`) }
