@@ -95,7 +95,7 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*export
 		}
 		set.opened = append(set.opened, e)
 	}
-	setMemoryLimit(set.opened, cfg, log)
+	setMemoryLimit(set.opened, log)
 	return set, nil
 }
 

@@ -10,27 +10,31 @@ import (
 	"github.com/objbacker/objbacker/internal/inflight"
 )
 
-// memoryOverhead is the Go memory the daemon needs beyond the block caches:
-// request payloads in flight (inflight.DefaultBudget), the runtime, and
-// the brief read-modify-write fetches a cache may exceed itself by. The
-// program's code adds about 40 MiB of RSS on top, outside the Go heap.
-const memoryOverhead = inflight.DefaultBudget + 8<<20
+// Block caches live outside the Go heap (blockmap/arena.go), so the heap
+// holds only request payloads in flight (inflight.DefaultBudget), the
+// store clients and the devices' block tables: a few MiB beyond the
+// payloads, measured under sustained load.
+const (
+	heapBase      = inflight.DefaultBudget + 14<<20
+	heapPerExport = 1 << 20
+)
 
-// setMemoryLimit tells the Go runtime what the daemon is meant to use —
-// every export's cache and a fixed overhead — so that garbage collection keeps the process near that size
-// instead of letting the heap grow to twice its live data. An operator's
+// setMemoryLimit sets the Go memory limit to what the heap is meant to use,
+// so that the garbage collector keeps the process near its cache sizes plus
+// a fixed overhead. The limit grows with each export's presence bitmap (one
+// bit per block, at most), which a large device may need. An operator's
 // GOMEMLIMIT wins, and mem:// exports, which keep their data in the heap,
 // get no limit.
-func setMemoryLimit(exports []*openedExport, cfg blockmap.Config, log *slog.Logger) {
+func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := int64(memoryOverhead)
+	limit := int64(heapBase)
 	for _, e := range exports {
 		if strings.HasPrefix(e.spec.URL, "mem:") {
 			return
 		}
-		limit += cfg.CacheSize
+		limit += heapPerExport + e.device.Geometry().Blocks()/8
 	}
 	debug.SetMemoryLimit(limit)
 	log.Info("memory limit", "bytes", limit, "size", blockmap.FormatSize(limit))

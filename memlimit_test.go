@@ -15,7 +15,6 @@ import (
 func TestMemoryLimit(t *testing.T) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := blockmap.Config{CacheSize: 256 << 20, Parallel: 16}
 	dev := func(url string) *openedExport {
 		d, err := blockmap.Open(t.Context(), blockmap.Config{Store: memstore.New(), Geometry: blockmap.Geometry{Size: 64 << 20}})
 		if err != nil {
@@ -28,25 +27,26 @@ func TestMemoryLimit(t *testing.T) {
 
 	t.Setenv("GOMEMLIMIT", "")
 	debug.SetMemoryLimit(math.MaxInt64)
-	setMemoryLimit([]*openedExport{file, file}, cfg, log)
-	want := int64(memoryOverhead + 2*256<<20)
+	setMemoryLimit([]*openedExport{file, file}, log)
+	// 64 MiB of 1 MiB blocks: an 8-byte presence bitmap per export.
+	want := int64(heapBase + 2*(heapPerExport+8))
 	if got := debug.SetMemoryLimit(-1); got != want {
 		t.Fatalf("limit %d, want %d", got, want)
 	}
 	// With the program's code (about 40 MiB), the daemon stays within the
-	// 64 MiB it promises beyond its cache.
-	if over := memoryOverhead + 40<<20; over > 64<<20 {
+	// 64 MiB it promises beyond its caches.
+	if over := heapBase + heapPerExport + 40<<20; over > 64<<20 {
 		t.Fatalf("fixed overhead %d exceeds 64 MiB", over)
 	}
 
 	debug.SetMemoryLimit(math.MaxInt64)
-	setMemoryLimit([]*openedExport{file, dev("mem://")}, cfg, log)
+	setMemoryLimit([]*openedExport{file, dev("mem://")}, log)
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("a mem:// export must leave the limit off, got %d", got)
 	}
 
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	setMemoryLimit([]*openedExport{file}, cfg, log)
+	setMemoryLimit([]*openedExport{file}, log)
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("an operator's GOMEMLIMIT must win, got %d", got)
 	}

@@ -67,8 +67,11 @@ type Device struct {
 
 	// sem bounds concurrent store requests to cfg.Parallel.
 	sem chan struct{}
-	// free holds block buffers for reuse (see memory.go).
-	free chan []byte
+	// buffers holds the block buffers (memory.go, arena.go).
+	buffers *arena
+	// uploadReserve is the cache writers leave for the read-modify-write
+	// fetches of the upload workers (memory.go).
+	uploadReserve int64
 
 	// mu guards the fields below and every block's fields. Holding one lock
 	// keeps the state machine simple; critical sections are map updates and
@@ -85,7 +88,10 @@ type Device struct {
 	recent     [8]int64   // recently read block numbers, for sequential detection
 	recentNext int
 	prefetches int
-	closed     bool
+	// busy counts the operations and read-ahead fetches under way, which
+	// may touch block buffers: Close releases the buffers once it is 0.
+	busy   int
+	closed bool
 
 	stats Stats
 
@@ -179,7 +185,8 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
 	}
 	d.meta = blockMetadata(geo)
-	d.free = newFreeList(cfg, geo.BlockSize)
+	d.buffers = newArena(geo.BlockSize)
+	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
 	if err := d.listPresent(ctx); err != nil {
 		return nil, err
 	}
@@ -262,6 +269,12 @@ func (d *Device) close() error {
 	d.mu.Unlock()
 	d.cancel()
 	d.workers.Wait()
+	d.mu.Lock()
+	for d.busy > 0 {
+		d.changed.Wait()
+	}
+	d.mu.Unlock()
+	d.buffers.release()
 	if err != nil {
 		// The marker stays: the next start must not pass silently over
 		// writes that were acknowledged and lost.
@@ -277,4 +290,21 @@ func (d *Device) checkOpen() error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// enter begins an operation that may touch block buffers, unless the device
+// is closed; leave ends it. Both are called with d.mu held.
+func (d *Device) enter() error {
+	if err := d.checkOpen(); err != nil {
+		return err
+	}
+	d.busy++
+	return nil
+}
+
+func (d *Device) leave() {
+	d.busy--
+	if d.closed && d.busy == 0 {
+		d.changed.Broadcast()
+	}
 }

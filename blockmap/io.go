@@ -41,9 +41,10 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	first, last := off/d.geo.BlockSize, (off+int64(len(p))-1)/d.geo.BlockSize
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.checkOpen(); err != nil {
+	if err := d.enter(); err != nil {
 		return 0, err
 	}
+	defer d.leave()
 	d.stats.ReadOps++
 	// A request over several blocks fetches them in parallel, not in turn.
 	for blk := first + 1; blk <= last; blk++ {
@@ -147,9 +148,10 @@ func (d *Device) write(p []byte, off, n int64) ([]target, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.checkOpen(); err != nil {
+	if err := d.enter(); err != nil {
 		return nil, err
 	}
+	defer d.leave()
 	d.stats.WriteOps++
 	var touched []target
 	err := d.span(off, n, func(blk, in, at, l int64) error {
@@ -181,7 +183,7 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 			d.settle(b)
 			return t, nil
 		}
-		if (b.buf == nil || b.shared) && !d.roomFor() {
+		if (b.buf == nil || b.shared) && !d.roomForWrite() {
 			if err := d.waitForRoom(); err != nil {
 				return target{}, err
 			}
@@ -241,9 +243,10 @@ func (d *Device) discard(op string, off, n int64) ([]target, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.checkOpen(); err != nil {
+	if err := d.enter(); err != nil {
 		return nil, err
 	}
+	defer d.leave()
 	d.stats.TrimOps++
 	var touched []target
 	err := d.span(off, n, func(blk, in, _, l int64) error {

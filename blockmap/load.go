@@ -14,7 +14,10 @@ import (
 func (d *Device) load(b *block) error {
 	b.loading = true
 	// The fetch buffer counts against the cache from now on: it becomes
-	// the block's buffer, or is given back below.
+	// the block's buffer, or is given back below. It evicts a clean block
+	// if it must and can; callers that may not wait (an upload's
+	// read-modify-write, which is how room is made) otherwise go over.
+	d.roomFor()
 	d.memUsed += d.geo.BlockSize
 	kept := false
 	defer func() {

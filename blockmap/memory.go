@@ -4,32 +4,15 @@ package blockmap
 // block holds, the copies uploads keep while a writer has moved on, and the
 // buffers of fetches in progress. Reads wait for room before they fetch; a
 // read-modify-write on the upload path cannot (it is how room is made), so
-// under pressure those few fetches may exceed the cache briefly.
+// writers leave room for one such fetch per upload worker: the cache size
+// bounds the buffers unless reads fill the cache at the same time.
 //
-// Freed buffers go to a free list sized to the cache, not to the garbage
-// collector: the device's memory is allocated once and recycled, so a
-// steady stream of blocks makes no garbage and the process stays at the
-// size its cache says.
+// The buffers come from the device's arena (arena.go), outside the Go
+// heap, and go back to it for reuse: a steady stream of blocks allocates
+// nothing, and the process stays at the size its cache says.
 
-func newFreeList(cfg Config, blockSize int64) chan []byte {
-	return make(chan []byte, cfg.CacheSize/blockSize+int64(cfg.Parallel))
-}
-
-func (d *Device) getBuf() []byte {
-	select {
-	case b := <-d.free:
-		return b
-	default:
-		return make([]byte, d.geo.BlockSize)
-	}
-}
-
-func (d *Device) putBuf(b []byte) {
-	select {
-	case d.free <- b:
-	default:
-	}
-}
+func (d *Device) getBuf() []byte  { return d.buffers.get() }
+func (d *Device) putBuf(b []byte) { d.buffers.put(b) }
 
 func (d *Device) allocBuf() []byte {
 	d.memUsed += d.geo.BlockSize
@@ -47,8 +30,13 @@ func (d *Device) dropFetchBuf(buf []byte) { d.putBuf(buf) }
 
 // roomFor reports whether one more buffer fits, evicting the least recently
 // used clean block if that is what it takes.
-func (d *Device) roomFor() bool {
-	for d.memUsed+d.geo.BlockSize > d.cfg.CacheSize {
+func (d *Device) roomFor() bool { return d.roomLeaving(0) }
+
+// roomForWrite is roomFor for a buffer that a write will dirty.
+func (d *Device) roomForWrite() bool { return d.roomLeaving(d.uploadReserve) }
+
+func (d *Device) roomLeaving(reserve int64) bool {
+	for d.memUsed+d.geo.BlockSize+reserve > d.cfg.CacheSize {
 		e := d.clean.Front()
 		if e == nil {
 			return false

@@ -38,10 +38,12 @@ func (d *Device) prefetch(blk int64) {
 		return
 	}
 	d.prefetches++
+	d.busy++
 	d.stats.ReadAheads++
 	go func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		defer d.leave()
 		d.prefetches--
 		b := d.lookup(blk)
 		if !b.full && !b.loading && !d.closed && (b.buf != nil || d.roomFor()) {

@@ -17,6 +17,10 @@ type Stats struct {
 	DirtyBlocks   int64
 	UploadQueue   int64
 	CachedBlocks  int64
+	// BufferBytes is the memory of block buffers in use: the cache, the
+	// copies uploads hold, fetches under way. BufferPeakBytes is its
+	// highest value so far, the device's share of the process's RSS.
+	BufferBytes, BufferPeakBytes int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -29,5 +33,6 @@ func (d *Device) Stats() Stats {
 	s.UploadQueue = int64(len(d.queue))
 	s.CachedBlocks = int64(len(d.blocks))
 	s.BlocksPresent = d.present.count
+	s.BufferBytes, s.BufferPeakBytes = d.buffers.usage()
 	return s
 }
