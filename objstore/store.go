@@ -20,6 +20,8 @@ type Store interface {
 
 	// Put stores data under key, replacing any previous object atomically:
 	// a concurrent Get sees the old or the new object, never a mix.
+	// Like io.Writer's Write, it must not modify data, nor use it once it
+	// returns: callers reuse the buffer at once (internal/payload).
 	Put(ctx context.Context, key string, data []byte, opts PutOptions) (Attrs, error)
 
 	// Delete removes key. Deleting a missing object is not an error.

@@ -1,7 +1,6 @@
 package azblobstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"errors"
@@ -17,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/payload"
 	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 )
 
@@ -76,7 +76,9 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 	// committed, so a block is one request and replaces the old one
 	// atomically. Azure checks the MD5 on receipt, refuses the write if the
 	// bytes were damaged on the way, and keeps it for the reads.
-	resp, err := s.container.NewBlockBlobClient(key).Upload(ctx, streaming.NopCloser(bytes.NewReader(data)), &blockblob.UploadOptions{
+	body := payload.NewReader(data)
+	defer body.Detach()
+	resp, err := s.container.NewBlockBlobClient(key).Upload(ctx, streaming.NopCloser(body), &blockblob.UploadOptions{
 		HTTPHeaders:             headers,
 		Metadata:                meta,
 		AccessConditions:        conditions(opts),

@@ -1,7 +1,6 @@
 package s3store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/payload"
 	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 )
 
@@ -60,10 +60,12 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 }
 
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	body := payload.NewReader(data)
+	defer body.Detach()
 	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
 		Key:           &key,
-		Body:          bytes.NewReader(data),
+		Body:          body,
 		ContentLength: aws.Int64(int64(len(data))),
 		Metadata:      opts.Metadata,
 	}
