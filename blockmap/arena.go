@@ -33,8 +33,11 @@ type arena struct {
 // not fill.
 const slabBytes = 64 << 20
 
-func newArena(blockSize int64) *arena {
-	return &arena{blockSize: int(blockSize), slabBlocks: max(1, int(slabBytes/blockSize))}
+// newArena serves buffers of blockSize bytes for a cache of cacheSize: a
+// small cache maps no more than it can use.
+func newArena(blockSize, cacheSize int64) *arena {
+	blocks := min(slabBytes, cacheSize) / blockSize
+	return &arena{blockSize: int(blockSize), slabBlocks: int(max(1, blocks))}
 }
 
 // get returns a buffer of one block; its content is whatever it last held.

@@ -13,7 +13,7 @@ import (
 
 func TestArenaCarvesSlabsIntoSeparateBlocks(t *testing.T) {
 	const bs = 16 << 20 // 4 blocks per slab
-	a := newArena(bs)
+	a := newArena(bs, 1<<30)
 	defer a.release()
 	var got [][]byte
 	for i := range 6 {

@@ -185,7 +185,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
 	}
 	d.meta = blockMetadata(geo)
-	d.buffers = newArena(geo.BlockSize)
+	d.buffers = newArena(geo.BlockSize, cfg.CacheSize)
 	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
 	if err := d.listPresent(ctx); err != nil {
 		return nil, err
