@@ -131,4 +131,4 @@ func (h *Header) HasPayload() bool {
 
 // payloads holds READ and WRITE payload buffers, with room for a header in
 // front of each.
-var payloads = inflight.NewBuffers(HeaderLen, MaxIO)
+var payloads = inflight.NewBuffers(HeaderLen, MaxIO, DefaultMaxBuffered)

@@ -71,4 +71,4 @@ func encodeReply(b []byte, h protocol.TransmissionReplyHeader) {
 
 // payloads holds READ and WRITE payload buffers, with room for a reply
 // header in front of each.
-var payloads = inflight.NewBuffers(replyHeaderLen, DefaultMaxBlockSize)
+var payloads = inflight.NewBuffers(replyHeaderLen, DefaultMaxBlockSize, DefaultMaxBuffered)

@@ -9,25 +9,28 @@ import (
 // up to a maximum, so steady traffic of any mix of sizes allocates nothing.
 // Each buffer has headroom bytes in front of the payload, so a READ reply
 // goes out as one write of header and data without a copy.
+//
+// Freed buffers are kept, up to retain bytes in all, on free lists rather
+// than in a sync.Pool: a pool is emptied by every garbage collection, and
+// refilling it with 1 MiB buffers was most of what the daemon allocated,
+// which in turn made the collections (measured: 124 of 173 MB allocated
+// in a 5 s read, 50 collections a second).
 type Buffers struct {
 	headroom int
-	pools    []sync.Pool
+	retain   int
+
+	mu       sync.Mutex
+	free     [][]*[]byte // by class
+	retained int
 }
 
 const minBufShift = 12
 
-// NewBuffers serves payloads of up to maxPayload bytes.
-func NewBuffers(headroom, maxPayload int) *Buffers {
-	p := &Buffers{headroom: headroom}
-	p.pools = make([]sync.Pool, class(maxPayload)+1)
-	for i := range p.pools {
-		size := headroom + 1<<(minBufShift+i)
-		p.pools[i].New = func() any {
-			b := make([]byte, size)
-			return &b
-		}
-	}
-	return p
+// NewBuffers serves payloads of up to maxPayload bytes and keeps up to
+// retain bytes of freed buffers for reuse: what the callers' byte budget
+// lets be in flight at once.
+func NewBuffers(headroom, maxPayload, retain int) *Buffers {
+	return &Buffers{headroom: headroom, retain: retain, free: make([][]*[]byte, class(maxPayload)+1)}
 }
 
 func class(n int) int {
@@ -40,7 +43,20 @@ func class(n int) int {
 // Get returns a buffer of headroom+n bytes, n at most the maximum payload.
 // The pointer is what Put wants back.
 func (p *Buffers) Get(n int) *[]byte {
-	b := p.pools[class(n)].Get().(*[]byte)
+	c := class(n)
+	p.mu.Lock()
+	var b *[]byte
+	if k := len(p.free[c]); k > 0 {
+		b = p.free[c][k-1]
+		p.free[c][k-1] = nil
+		p.free[c] = p.free[c][:k-1]
+		p.retained -= cap(*b)
+	}
+	p.mu.Unlock()
+	if b == nil {
+		s := make([]byte, p.headroom+1<<(minBufShift+c))
+		b = &s
+	}
 	*b = (*b)[:p.headroom+n]
 	return b
 }
@@ -48,5 +64,12 @@ func (p *Buffers) Get(n int) *[]byte {
 // Put returns a buffer for reuse.
 func (p *Buffers) Put(b *[]byte) {
 	*b = (*b)[:cap(*b)]
-	p.pools[class(cap(*b)-p.headroom)].Put(b)
+	c := class(cap(*b) - p.headroom)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retained+cap(*b) > p.retain {
+		return // to the garbage collector
+	}
+	p.free[c] = append(p.free[c], b)
+	p.retained += cap(*b)
 }

@@ -93,7 +93,7 @@ func TestWriteBarrier(t *testing.T) {
 
 func TestBufferClasses(t *testing.T) {
 	const headroom = 16
-	p := NewBuffers(headroom, 32<<20)
+	p := NewBuffers(headroom, 32<<20, 64<<20)
 	for _, n := range []int{1, 4096, 4097, 1 << 20, 1<<20 + 1, 32 << 20} {
 		b := p.Get(n)
 		if len(*b) != headroom+n {
@@ -105,6 +105,24 @@ func TestBufferClasses(t *testing.T) {
 			t.Errorf("Get(%d): capacity %d", n, c)
 		}
 		p.Put(b)
+	}
+}
+
+func TestBuffersKeepFreedUpToRetain(t *testing.T) {
+	p := NewBuffers(16, 1<<20, 2<<20+32)
+	a, b, c := p.Get(1<<20), p.Get(1<<20), p.Get(1<<20)
+	p.Put(a)
+	p.Put(b)
+	p.Put(c) // over retain: dropped
+	if p.retained != 2*(1<<20+16) {
+		t.Fatalf("retained %d bytes, want two buffers", p.retained)
+	}
+	got := map[*[]byte]bool{p.Get(1 << 20): true, p.Get(1 << 20): true}
+	if !got[a] || !got[b] {
+		t.Fatal("freed buffers were not reused")
+	}
+	if p.retained != 0 {
+		t.Fatalf("retained %d bytes after taking both back", p.retained)
 	}
 }
 
