@@ -1,6 +1,9 @@
 package inflight
 
-import "sync"
+import (
+	"runtime"
+	"sync"
+)
 
 // Combiner serializes messages from concurrent requests onto one stream so
 // that a message is never interleaved with another, and combines them: the
@@ -43,6 +46,13 @@ func (c *Combiner) Send(msg []byte, owned *[]byte) error {
 		return nil
 	}
 	c.writing = true
+	// Let the requests that are runnable now queue their replies first:
+	// at 100k small requests a second, writing each reply as it came
+	// made one writev per reply, 37 % of the server's CPU; yielding once
+	// took 4 KiB random I/O from 93k to 124k IOPS.
+	c.mu.Unlock()
+	runtime.Gosched()
+	c.mu.Lock()
 	for len(c.queue) > 0 && c.err == nil {
 		batch, bufs := c.queue, c.owned
 		c.queue, c.owned = nil, nil
