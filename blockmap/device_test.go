@@ -313,6 +313,17 @@ func TestConcurrentModel(t *testing.T) {
 				off := lo + int64(r.IntN(int(region/SectorSize)))*SectorSize
 				n := min(int64(1+r.IntN(int(3*bs/SectorSize)))*SectorSize, lo+region-off)
 				switch op := r.IntN(10); {
+				case op == 1:
+					// A whole block through the buffer the device adopts.
+					off = off / bs * bs
+					buf := d.BlockBuffer()
+					p := pattern(bs, r.Uint64())
+					copy(buf, p)
+					if err := d.WriteBlockBuffer(buf, off, r.IntN(2) == 0); err != nil {
+						t.Error(err)
+						return
+					}
+					copy(model[off:], p)
 				case op < 5:
 					p := pattern(int(n), r.Uint64())
 					var err error

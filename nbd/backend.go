@@ -36,3 +36,18 @@ type Trimmer interface {
 type Zeroer interface {
 	ZeroAt(off, length int64, noHole bool) error
 }
+
+// BlockWriter takes writes of exactly one of its blocks into buffers of its
+// own, so that the payload is read from the network into its final place
+// instead of being copied there (blockmap.Device).
+type BlockWriter interface {
+	// BlockSize is the size and alignment of the writes it takes.
+	BlockSize() int64
+	// BlockBuffer returns a buffer of one block, or nil to decline.
+	BlockBuffer() []byte
+	// ReturnBlockBuffer takes back a buffer that will not be written.
+	ReturnBlockBuffer(buf []byte)
+	// WriteBlockBuffer writes buf at off, a multiple of len(buf), and owns
+	// buf from the call on; with fua it returns once durable.
+	WriteBlockBuffer(buf []byte, off int64, fua bool) error
+}

@@ -7,17 +7,21 @@ import (
 )
 
 // run executes one admitted request on the backend and replies. buf holds
-// the payload of READ and WRITE; seq is the request's place in the write
-// barrier (see admit).
-func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, seq uint64) {
+// the payload of READ and WRITE, or block that of a whole-block WRITE (see
+// BlockWriter); seq is the request's place in the write barrier (see admit).
+func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64) {
 	var err error
 	switch req.Type {
 	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
 		c.read(req, buf)
 		return
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
-		err = c.write(req, (*buf)[replyHeaderLen:])
-		payloads.Put(buf)
+		if block != nil {
+			err = c.export.blocks.WriteBlockBuffer(block, int64(req.Offset), req.CommandFlags&cmdFlagFUA != 0)
+		} else {
+			err = c.write(req, (*buf)[replyHeaderLen:])
+			payloads.Put(buf)
+		}
 		c.stats.writes.Add(1)
 		c.stats.bytesWritten.Add(uint64(req.Length))
 	case cmdFlush:

@@ -46,6 +46,10 @@ type export struct {
 	fua                 FUAWriter
 	trim                Trimmer
 	zero                Zeroer
+	// blocks, when set, takes writes of exactly blockSize bytes at a
+	// multiple of it.
+	blocks    BlockWriter
+	blockSize uint32
 }
 
 func resolveExports(exports []*Export) ([]*export, error) {
@@ -95,6 +99,13 @@ func resolveExport(e *Export) (*export, error) {
 	if e.ReadOnly {
 		r.flags |= flagReadOnly
 		return r, nil
+	}
+	if r.blocks, _ = e.Backend.(BlockWriter); r.blocks != nil {
+		if bs := r.blocks.BlockSize(); bs > 0 && bs <= int64(r.max) {
+			r.blockSize = uint32(bs)
+		} else {
+			r.blocks = nil
+		}
 	}
 	if r.fua, _ = e.Backend.(FUAWriter); r.fua != nil {
 		r.flags |= flagSendFUA

@@ -171,14 +171,25 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 		return "server shutdown", nil
 	}
 	var buf *[]byte
-	if payload > 0 {
-		buf = payloads.Get(int(payload))
+	var block []byte
+	if isWrite && c.export.blocks != nil && req.Length == c.export.blockSize && req.Offset%uint64(req.Length) == 0 {
+		block = c.export.blocks.BlockBuffer()
 	}
-	if isWrite {
-		if _, err := io.ReadFull(c.r, (*buf)[replyHeaderLen:]); err != nil {
-			payloads.Put(buf)
+	switch {
+	case block != nil:
+		if _, err := io.ReadFull(c.r, block); err != nil {
+			c.export.blocks.ReturnBlockBuffer(block)
 			c.limit.Release(tokens)
 			return c.readFailed(ctx, err)
+		}
+	case payload > 0:
+		buf = payloads.Get(int(payload))
+		if isWrite {
+			if _, err := io.ReadFull(c.r, (*buf)[replyHeaderLen:]); err != nil {
+				payloads.Put(buf)
+				c.limit.Release(tokens)
+				return c.readFailed(ctx, err)
+			}
 		}
 	}
 
@@ -195,7 +206,7 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	go func() {
 		defer c.inflight.Done()
 		defer c.limit.Release(tokens)
-		c.run(req, buf, seq)
+		c.run(req, buf, block, seq)
 	}()
 	return "", nil
 }
