@@ -7,13 +7,16 @@ import (
 
 // run executes one admitted request on its export's backend and replies.
 // buf holds the payload of READ and WRITE; seq is the request's place in
-// the export's write barrier (see admit).
-func (s *session) run(e *export, h Header, buf *[]byte, seq uint64) {
+// the export's write barrier (see admit). release gives back the request's
+// share of the payload budget once its payload is no longer needed.
+func (s *session) run(e *export, h Header, buf *[]byte, seq uint64, release func()) {
+	if h.Op == OpRead {
+		s.read(e, h, buf, release)
+		return
+	}
+	defer release()
 	var err error
 	switch h.Op {
-	case OpRead:
-		s.read(e, h, buf)
-		return
 	case OpWrite:
 		err = s.write(e, h, (*buf)[HeaderLen:])
 		payloads.Put(buf)
@@ -34,13 +37,14 @@ func (s *session) run(e *export, h Header, buf *[]byte, seq uint64) {
 
 // read replies only once the data is complete: a reply cannot report an
 // error after its data.
-func (s *session) read(e *export, h Header, buf *[]byte) {
+func (s *session) read(e *export, h Header, buf *[]byte, release func()) {
 	data := (*buf)[HeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
 	n, err := e.Backend.ReadAt(data, int64(h.Offset))
 	if n < len(data) {
 		payloads.Put(buf)
+		release()
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -49,7 +53,7 @@ func (s *session) read(e *export, h Header, buf *[]byte) {
 	}
 	s.stats.reads.Add(1)
 	s.stats.bytesRead.Add(uint64(n))
-	s.w.data(h, buf) // the reply writer releases buf
+	s.w.data(h, buf, release)
 }
 
 func (s *session) write(e *export, h Header, data []byte) error {

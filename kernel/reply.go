@@ -35,7 +35,6 @@ func newReplyWriter(dev io.WriteCloser) *replyWriter {
 		w.deadline = d.SetWriteDeadline
 	}
 	w.Write = w.write
-	w.Release = payloads.Put
 	// Closing the device stops the request reader too.
 	w.Fail = func(error) { dev.Close() }
 	return w
@@ -48,11 +47,15 @@ func (w *replyWriter) status(req Header, errno syscall.Errno) error {
 }
 
 // data sends a successful READ reply. buf holds HeaderLen bytes of
-// headroom followed by the data; the writer releases it once sent.
-func (w *replyWriter) data(req Header, buf *[]byte) error {
+// headroom followed by the data; once it is sent, the writer puts buf back
+// and calls release.
+func (w *replyWriter) data(req Header, buf *[]byte, release func()) error {
 	h := replyTo(req, 0)
 	h.Encode(*buf)
-	return w.Send(*buf, buf)
+	return w.Send(*buf, func() {
+		payloads.Put(buf)
+		release()
+	})
 }
 
 // bye sends the BYE of one export.

@@ -9,12 +9,16 @@ import (
 // run executes one admitted request on the backend and replies. buf holds
 // the payload of READ and WRITE, or block that of a whole-block WRITE (see
 // BlockWriter); seq is the request's place in the write barrier (see admit).
-func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64) {
+// release gives back the request's share of the payload budget once its
+// payload is no longer needed.
+func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, release func()) {
+	if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
+		c.read(req, buf, release)
+		return
+	}
+	defer release()
 	var err error
 	switch req.Type {
-	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
-		c.read(req, buf)
-		return
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
 		if block != nil {
 			err = c.export.blocks.WriteBlockBuffer(block, int64(req.Offset), req.CommandFlags&cmdFlagFUA != 0)
@@ -45,13 +49,14 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
-func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
+func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, release func()) {
 	data := (*buf)[replyHeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
 	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
 	if n < len(data) {
 		payloads.Put(buf)
+		release()
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -60,7 +65,7 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte) {
 	}
 	c.stats.reads.Add(1)
 	c.stats.bytesRead.Add(uint64(n))
-	c.w.data(req.Handle, buf) // the reply writer releases buf
+	c.w.data(req.Handle, buf, release)
 }
 
 func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error {

@@ -30,7 +30,6 @@ func newReplyWriter(conn net.Conn) *replyWriter {
 		_, err := bufs.WriteTo(conn)
 		return err
 	}
-	w.Release = payloads.Put
 	// Closing the connection stops the request reader too.
 	w.Fail = func(error) { conn.Close() }
 	return w
@@ -44,10 +43,14 @@ func (w *replyWriter) status(cookie uint64, errno uint32) error {
 }
 
 // data sends a successful READ reply. buf holds replyHeaderLen bytes of
-// headroom followed by the data; the writer releases it once sent.
-func (w *replyWriter) data(cookie uint64, buf *[]byte) error {
+// headroom followed by the data; once it is sent, the writer puts buf back
+// and calls release.
+func (w *replyWriter) data(cookie uint64, buf *[]byte, release func()) error {
 	encodeReply(*buf, replyHeader(cookie, 0))
-	return w.Send(*buf, buf)
+	return w.Send(*buf, func() {
+		payloads.Put(buf)
+		release()
+	})
 }
 
 func (w *replyWriter) failure() error { return w.Err() }

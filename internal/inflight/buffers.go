@@ -21,7 +21,7 @@ type Buffers struct {
 
 	mu       sync.Mutex
 	free     [][]*[]byte // by class
-	retained int
+	retained int         // payload bytes, headroom not counted
 }
 
 const minBufShift = 12
@@ -50,7 +50,7 @@ func (p *Buffers) Get(n int) *[]byte {
 		b = p.free[c][k-1]
 		p.free[c][k-1] = nil
 		p.free[c] = p.free[c][:k-1]
-		p.retained -= cap(*b)
+		p.retained -= cap(*b) - p.headroom
 	}
 	p.mu.Unlock()
 	if b == nil {
@@ -67,9 +67,10 @@ func (p *Buffers) Put(b *[]byte) {
 	c := class(cap(*b) - p.headroom)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.retained+cap(*b) > p.retain {
+	size := cap(*b) - p.headroom
+	if p.retained+size > p.retain {
 		return // to the garbage collector
 	}
 	p.free[c] = append(p.free[c], b)
-	p.retained += cap(*b)
+	p.retained += size
 }

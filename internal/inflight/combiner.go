@@ -13,33 +13,34 @@ import (
 type Combiner struct {
 	// Write sends one batch of whole messages.
 	Write func(batch [][]byte) error
-	// Release takes back a buffer once its message is written or dropped.
-	Release func(*[]byte)
 	// Fail is called once, with the first write error, to close the
 	// stream: with replies broken, nothing more can be answered.
 	Fail func(error)
 
 	mu      sync.Mutex
 	queue   [][]byte
-	owned   []*[]byte
+	done    []func()
 	writing bool
 	err     error
 }
 
-// Send queues msg, whose buffer owned (nil if none) is released once
-// written, and writes the queue unless another request is writing. An
-// error means the stream has failed; later messages are dropped.
-func (c *Combiner) Send(msg []byte, owned *[]byte) error {
+// Send queues msg and writes the queue unless another request is writing;
+// done (if not nil) is called once msg is written or dropped, to release
+// its buffer and the budget it holds. An error means the stream has
+// failed; later messages are dropped.
+func (c *Combiner) Send(msg []byte, done func()) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
 		c.mu.Unlock()
-		c.release(owned)
+		if done != nil {
+			done()
+		}
 		return err
 	}
 	c.queue = append(c.queue, msg)
-	if owned != nil {
-		c.owned = append(c.owned, owned)
+	if done != nil {
+		c.done = append(c.done, done)
 	}
 	if c.writing {
 		c.mu.Unlock()
@@ -54,12 +55,12 @@ func (c *Combiner) Send(msg []byte, owned *[]byte) error {
 	runtime.Gosched()
 	c.mu.Lock()
 	for len(c.queue) > 0 && c.err == nil {
-		batch, bufs := c.queue, c.owned
-		c.queue, c.owned = nil, nil
+		batch, done := c.queue, c.done
+		c.queue, c.done = nil, nil
 		c.mu.Unlock()
 		err := c.Write(batch)
-		for _, b := range bufs {
-			c.Release(b)
+		for _, f := range done {
+			f()
 		}
 		c.mu.Lock()
 		if err != nil {
@@ -67,10 +68,10 @@ func (c *Combiner) Send(msg []byte, owned *[]byte) error {
 			c.Fail(err)
 		}
 	}
-	for _, b := range c.owned {
-		c.Release(b)
+	for _, f := range c.done {
+		f()
 	}
-	c.queue, c.owned = nil, nil
+	c.queue, c.done = nil, nil
 	c.writing = false
 	err := c.err
 	c.mu.Unlock()
@@ -82,10 +83,4 @@ func (c *Combiner) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
-}
-
-func (c *Combiner) release(b *[]byte) {
-	if b != nil {
-		c.Release(b)
-	}
 }

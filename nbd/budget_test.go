@@ -1,0 +1,58 @@
+package nbd
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type countingReads struct {
+	*memBackend
+	reads atomic.Int64
+}
+
+func (b *countingReads) ReadAt(p []byte, off int64) (int, error) {
+	b.reads.Add(1)
+	return b.memBackend.ReadAt(p, off)
+}
+
+// A READ's payload is held until its reply is sent, so replies a client
+// does not take count against the byte budget and hold back new reads.
+func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
+	const size = 64 << 10
+	be := &countingReads{memBackend: newMemBackend(1 << 20)}
+	s := &Server{
+		Exports:     []*Export{{Name: "disk", Backend: be, MaxBlockSize: size}},
+		Log:         slog.New(slog.DiscardHandler),
+		MaxBuffered: 2 * size,
+	}
+	client, server := net.Pipe()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go s.ServeConn(ctx, server)
+	c := newRawClient(t, client)
+	c.handshake("disk")
+	// net.Pipe has no buffer: nothing the server writes goes anywhere
+	// until the client reads.
+	go func() {
+		for i := range 4 {
+			c.request(cmdRead, 0, uint64(i), uint64(i)*size, size, nil)
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if n := be.reads.Load(); n != 2 {
+		t.Fatalf("%d reads ran with two %d-byte replies unsent and a budget of two; want 2", n, size)
+	}
+	go io.Copy(io.Discard, client)
+	deadline := time.Now().Add(5 * time.Second)
+	for be.reads.Load() != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 4 reads ran once the client took its replies", be.reads.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
