@@ -39,6 +39,7 @@ func exportFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "read-only", Usage: "refuse writes, trims and zeroes", EnvVars: []string{"OBJBACKER_READ_ONLY"}},
 		&cli.BoolFlag{Name: "force", Usage: "serve buckets marked as mounted (by an objbacker that crashed, or by s3backer)", EnvVars: []string{"OBJBACKER_FORCE"}},
 		&cli.StringFlag{Name: "metrics", Usage: "`ADDR` to serve Prometheus metrics on (/metrics); off when empty", EnvVars: []string{"OBJBACKER_METRICS"}},
+		&cli.DurationFlag{Name: "stop-timeout", Value: DefaultStopTimeout, Usage: "on SIGINT or SIGTERM, give up flushing once no block has reached the store for this long: FLUSH FAILED, exit 1, the mount marker stays (0: wait as long as it takes)", EnvVars: []string{"OBJBACKER_STOP_TIMEOUT"}},
 	}
 }
 

@@ -90,9 +90,11 @@ func serve(c *cli.Context) error {
 	log.Info("serving", "listen", ln.Addr().String(), "exports", len(opened))
 
 	srv := &nbd.Server{Exports: exports, Log: log}
+	stopped := set.watchStop(ctx, c.Duration("stop-timeout"))
 	serveErr := srv.Serve(ctx, ln)
 	log.Info("stopping: flushing dirty blocks")
 	flushErr := set.close()
+	stopped()
 	if serveErr != nil && !errors.Is(serveErr, context.Canceled) {
 		return errors.Join(serveErr, flushErr)
 	}

@@ -88,9 +88,11 @@ func vdev(c *cli.Context) error {
 	log.Info("serving the ZFS module", "device", path, "exports", len(exports))
 
 	srv := &kernel.Server{Exports: exports, Log: log}
+	stopped := set.watchStop(ctx, c.Duration("stop-timeout"))
 	serveErr := srv.Serve(ctx, dev)
 	log.Info("stopping: flushing dirty blocks")
 	flushErr := set.close()
+	stopped()
 	if err := errors.Join(serveErr, flushErr); err != nil {
 		return err
 	}

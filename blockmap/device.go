@@ -285,6 +285,17 @@ func (d *Device) close() error {
 	return ResetMountMarker(ctx, d.store)
 }
 
+// Abort cancels the store requests under way and fails those that follow,
+// so that a Close waiting on a store that keeps failing returns: it then
+// reports the writes that did not reach the store, and the mount marker
+// stays. For a shutdown that must end; the device is of no further use.
+func (d *Device) Abort() {
+	d.cancel()
+	d.mu.Lock()
+	d.changed.Broadcast()
+	d.mu.Unlock()
+}
+
 func (d *Device) checkOpen() error {
 	if d.closed {
 		return ErrClosed

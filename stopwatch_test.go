@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/memstore"
+)
+
+// unansweredPuts never answers a block PUT, like a store that accepts
+// connections and hangs.
+type unansweredPuts struct{ objstore.Store }
+
+func (s unansweredPuts) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	if len(key) == 8 {
+		<-ctx.Done()
+		return objstore.Attrs{}, ctx.Err()
+	}
+	return s.Store.Put(ctx, key, data, opts)
+}
+
+func TestStopGivesUpAStalledFlush(t *testing.T) {
+	d, err := blockmap.Open(t.Context(), blockmap.Config{Store: unansweredPuts{memstore.New()},
+		Geometry: blockmap.Geometry{Size: 8 << 20, BlockSize: 1 << 20}, CacheSize: 4 << 20, WriteDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 4096)
+	data[0] = 1 // not all zeros, which would be a DELETE
+	if _, err := d.WriteAt(data, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	set := &exportSet{log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		opened: []*openedExport{{spec: exportSpec{Name: "d", URL: "mem://"}, device: d, store: memstore.New()}}}
+	ctx, stop := context.WithCancel(t.Context())
+	stopped := set.watchStop(ctx, 300*time.Millisecond)
+	stop()
+	start := time.Now()
+	err = set.close()
+	stopped()
+	if err == nil {
+		t.Fatal("a flush whose PUT never returned was reported as done")
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("stopping took %v with a 300ms stop timeout", took)
+	}
+}
