@@ -19,27 +19,9 @@ readonly AZURITE_VERSION=3.35.0
 readonly APT_PACKAGES=(libnbd-bin qemu-utils fio nbdkit python3-libnbd curl s3backer)
 readonly CACHE=${OBJBACKER_CACHE:-$HOME/.cache/objbacker}
 
-log() { printf 'deps: %s\n' "$*"; }
-
-# timed runs a command and logs how long it took.
-timed() {
-	local what=$1 start=$SECONDS
-	shift
-	log "$what ..."
-	if ! "$@"; then
-		log "$what: FAILED after $((SECONDS - start)) s"
-		return 1
-	fi
-	log "$what: done in $((SECONDS - start)) s"
-}
-
-as_root() {
-	if ((EUID == 0)); then
-		"$@"
-	else
-		sudo "$@"
-	fi
-}
+LOG_PREFIX=deps
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 missing_packages() {
 	local pkg

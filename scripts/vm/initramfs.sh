@@ -5,18 +5,20 @@
 # /etc/objbacker-modules for busybox insmod. It has no /init: the test
 # appends one (scripts/vm/guest/) at boot.
 #
-#   scripts/vm/initramfs.sh OUT KVER KERNEL_ROOT ZFS_MODULES
+#   scripts/vm/initramfs.sh OUT KVER KERNEL_ROOT ZFS_MODULES [ZFS_BIN]
 #
 # KERNEL_ROOT holds lib/modules/KVER with its modules.dep (an extracted
 # linux-image package after depmod -b); ZFS_MODULES holds the DKMS-built
-# spl.ko, zfs.ko, … for KVER. Called by scripts/vm/prepare.sh.
+# spl.ko, zfs.ko, … for KVER. ZFS_BIN, if given, holds the zpool and zfs to
+# pack instead of this host's (the objbacker-patched ones, scripts/vm/module.sh).
+# Called by scripts/vm/prepare.sh.
 set -euo pipefail
 
-(($# == 4)) || {
-	printf 'usage: %s OUT KVER KERNEL_ROOT ZFS_MODULES\n' "$0" >&2
+(($# == 4 || $# == 5)) || {
+	printf 'usage: %s OUT KVER KERNEL_ROOT ZFS_MODULES [ZFS_BIN]\n' "$0" >&2
 	exit 2
 }
-out=$1 kver=$2 kroot=$3 zfsdir=$4
+out=$1 kver=$2 kroot=$3 zfsdir=$4 zfsbin=${5:-}
 moddir=$kroot/lib/modules/$kver
 readonly DRIVERS=(virtio_pci virtio_net virtio_blk virtio_rng nbd)
 
@@ -42,7 +44,11 @@ copy_with_libs() {
 	done
 }
 for prog in zpool zfs nbd-client; do
-	copy_with_libs "$(command -v "$prog")"
+	if [[ -n $zfsbin && $prog != nbd-client ]]; then
+		copy_with_libs "$zfsbin/$prog"
+	else
+		copy_with_libs "$(command -v "$prog")"
+	fi
 	ln -sf "/sbin/$prog" "$stage/usr/sbin/$prog"
 done
 

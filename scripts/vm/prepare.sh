@@ -8,9 +8,15 @@
 # appends scripts/vm/guest/ at boot, so editing it needs no rebuild) and the
 # ZFS modules. $OBJBACKER_CACHE/vm/current links to the directory in use.
 #
+# The native vdev test (e2e/vdev_test.go) gets a second guest, with the
+# objbacker-patched ZFS modules, zpool and zfs that scripts/vm/module.sh
+# builds, in $OBJBACKER_CACHE/vm/<kernel ABI>-zfs2.1.11-objbacker-<hash of
+# the patches>/, linked as $OBJBACKER_CACHE/vm/vdev.
+#
 # Idempotent, and cheap when the assets exist. Building them costs one DKMS
-# build of zfs-dkms for the guest kernel (3-9 min on 2 cores); a changed
-# initramfs recipe reuses the cached modules instead.
+# build of zfs-dkms for the guest kernel (3-9 min on 2 cores) and one build
+# of the patched ZFS (about as long again); a changed initramfs recipe
+# reuses the cached modules instead.
 #
 # OBJBACKER_VM_KVER pins the guest kernel ABI (e.g. 6.1.0-56-amd64); the
 # default is the one linux-headers-amd64 points at, since the mirror keeps
@@ -25,26 +31,9 @@ readonly RUN_PACKAGES=(qemu-system-x86)
 readonly BUILD_PACKAGES=(busybox-static cpio kmod dkms nbd-client)
 readonly CONTRIB_LIST=/etc/apt/sources.list.d/objbacker-contrib.sources
 
-log() { printf 'vm: %s\n' "$*"; }
-
-timed() {
-	local what=$1 start=$SECONDS
-	shift
-	log "$what ..."
-	if ! "$@"; then
-		log "$what: FAILED after $((SECONDS - start)) s"
-		return 1
-	fi
-	log "$what: done in $((SECONDS - start)) s"
-}
-
-as_root() {
-	if ((EUID == 0)); then
-		"$@"
-	else
-		sudo "$@"
-	fi
-}
+LOG_PREFIX=vm
+# shellcheck source=scripts/lib.sh
+source "$here/../lib.sh"
 
 # The lock timeout rides out unattended-upgrades on a freshly booted machine.
 apt_get() {
@@ -149,9 +138,9 @@ build_modules() {
 
 # build_initramfs extracts (never installs) the guest kernel package and
 # packs the initramfs from its modules, the cached ZFS modules and this
-# host's zpool, zfs, nbd-client and busybox.
+# host's zpool, zfs (or those in ZFS_BIN), nbd-client and busybox.
 build_initramfs() {
-	local dir=$1 kver=$2 zver=$3
+	local dir=$1 kver=$2 zver=$3 zfsbin=${4:-}
 	install "${BUILD_PACKAGES[@]}" "zfsutils-linux=$zver"
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/objbacker-vm.XXXXXX")
 	# As root, apt would drop to the _apt user, who cannot write to tmp.
@@ -160,7 +149,7 @@ build_initramfs() {
 	timed "extracting linux-image-$kver" dpkg-deb -x "$tmp"/linux-image-"$kver"_*.deb "$tmp/root"
 	# The package ships no modules.dep: its postinst makes it.
 	depmod -b "$tmp/root" "$kver"
-	timed "building the initramfs" "$here/initramfs.sh" "$dir/initrd.img.tmp" "$kver" "$tmp/root" "$dir/zfs"
+	timed "building the initramfs" "$here/initramfs.sh" "$dir/initrd.img.tmp" "$kver" "$tmp/root" "$dir/zfs" ${zfsbin:+"$zfsbin"}
 	cp "$tmp/root/boot/vmlinuz-$kver" "$dir/vmlinuz"
 	mv "$dir/initrd.img.tmp" "$dir/initrd.img"
 	recipe >"$dir/initrd.recipe"
@@ -207,6 +196,30 @@ main() {
 	fi
 	ln -sfn "$(basename "$dir")" "$CACHE/vm/current"
 	log "guest assets ready in $CACHE/vm/current ($((SECONDS - start)) s)"
+	prepare_vdev "$kver" "$zver"
+}
+
+# prepare_vdev makes the native vdev test's guest: the patched ZFS from
+# module.sh (cached by kernel and patch hash), and its own initramfs.
+prepare_vdev() {
+	local kver=$1 zver=$2 start=$SECONDS dir
+	dir=$CACHE/vm/$kver-zfs2.1.11-objbacker-$("$here/module.sh" --key)
+	if assets_ready "$dir" && [[ -s $dir/build.key ]]; then
+		log "guest kernel $kver with objbacker-patched zfs already prepared in $dir"
+	else
+		log "preparing guest kernel $kver with objbacker-patched zfs in $dir"
+		mkdir -p "$dir"
+		timed "building the patched ZFS (module.sh)" "$here/module.sh" "$kver" "$dir"
+		rm -f "$dir/initrd.recipe"
+		build_initramfs "$dir" "$kver" "$zver" "$dir/bin"
+	fi
+	ln -sfn "$(basename "$dir")" "$CACHE/vm/vdev"
+	# Builds of earlier patches are of no further use.
+	local old
+	for old in "$CACHE/vm/$kver"-zfs2.1.11-objbacker-*; do
+		[[ $old == "$dir" || ! -d $old ]] || rm -rf "$old"
+	done
+	log "native vdev guest assets ready in $CACHE/vm/vdev ($((SECONDS - start)) s)"
 }
 
 main "$@"

@@ -242,12 +242,34 @@ typedef struct zob_hello_reply {
 	uint32_t	zr_pad;
 } zob_hello_reply_t;
 
+/*
+ * LABEL READERS
+ *
+ * zpool import reads the labels of an "objbacker:NAME" vdev before any pool
+ * exists: it opens the device read-only and binds that open file to the
+ * registered export NAME with ZOB_IOC_BIND (zb_size comes back filled in,
+ * ENXIO if no daemon registered NAME).  The file is then no channel:
+ * pread(2) at a multiple of ZOB_SECTOR_SIZE becomes READ requests to the
+ * export's daemon, like any other, and ZOB_IOC_SIZE returns the size.
+ * The daemon sees nothing new.
+ */
+typedef struct zob_bind {
+	char		zb_name[ZOB_NAME_MAX];	/* zero-padded, no NUL inside */
+	uint32_t	zb_name_len;		/* 1 to ZOB_NAME_MAX */
+	uint32_t	zb_pad;
+	uint64_t	zb_size;		/* out: the export's size */
+} zob_bind_t;
+
+#define	ZOB_IOC_BIND		0x5a4f0001U	/* zob_bind_t *, in/out */
+#define	ZOB_IOC_SIZE		0x5a4f0002U	/* uint64_t *, out */
+
 #if !defined(__cplusplus)
 _Static_assert(sizeof (zob_hdr_t) == 40, "zob_hdr_t is 40 bytes");
 _Static_assert(sizeof (zob_hello_t) == 8, "zob_hello_t is 8 bytes");
 _Static_assert(sizeof (zob_export_t) == 96, "zob_export_t is 96 bytes");
 _Static_assert(sizeof (zob_hello_reply_t) == 16,
 	"zob_hello_reply_t is 16 bytes");
+_Static_assert(sizeof (zob_bind_t) == 80, "zob_bind_t is 80 bytes");
 #endif
 
 #ifdef	__cplusplus
