@@ -38,10 +38,15 @@ func assetsDir() string {
 // (testenv.Missing), and packs the initramfs.
 func prepareVM(t *testing.T) *vm {
 	t.Helper()
-	dir := assetsDir()
+	return prepareVMIn(t, assetsDir(), "scripts/vm/prepare.sh")
+}
+
+// prepareVMIn is prepareVM with the assets in dir, which maker makes.
+func prepareVMIn(t *testing.T, dir, maker string) *vm {
+	t.Helper()
 	for _, name := range []string{"vmlinuz", "initrd.img"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			testenv.Missing(t, "guest %s: %v (scripts/vm/prepare.sh makes it)", name, err)
+			testenv.Missing(t, "guest %s: %v (%s makes it)", name, err, maker)
 		}
 	}
 	v := &vm{

@@ -74,8 +74,8 @@ fi
 log "go vet ${packages[*]}"
 go vet "${packages[@]}"
 if ((everything)); then
-	log "go test -race -timeout 40m $* -skip ^TestZFS\$ ./..."
-	go test -race -timeout 40m "$@" -skip '^TestZFS$' ./...
+	log "go test -race -timeout 40m $* -skip ^(TestZFS|TestVdev)\$ ./..."
+	go test -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev)$' ./...
 	# Block buffers live outside the Go heap only without -race, which
 	# watches heap memory alone (blockmap/arena_heap.go): run the packages
 	# that use them once more on mapped memory.
@@ -85,6 +85,9 @@ if ((everything)); then
 	# scrub result, bucket checks) is the evidence a passing run leaves.
 	log "go test -race -timeout 40m $* -v -run ^TestZFS\$ ./e2e/"
 	go test -race -timeout 40m "$@" -v -run '^TestZFS$' ./e2e/
+	# The native vdev (docs/vdev.md): the objbacker-patched ZFS in the guest.
+	log "go test -race -timeout 40m $* -v -run ^TestVdev\$ ./e2e/"
+	go test -race -timeout 40m "$@" -v -run '^TestVdev$' ./e2e/
 else
 	log "go test -race -timeout 40m $*"
 	go test -race -timeout 40m "$@"
