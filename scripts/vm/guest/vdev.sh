@@ -107,6 +107,40 @@ restart_during_write() {
 	[ "$_got" = "$_want" ]
 }
 
+# kill_during_write kills the daemon with SIGKILL while a file is being
+# written, does what an operator does after a crash (objbacker
+# reset-mounted on each bucket: the dead daemon left its mount marker), and
+# starts a new daemon. The writes the dead daemon acknowledged from its
+# cache and never uploaded are lost with it: the module replays its copies
+# to the new daemon first. The file must read back intact, and the pool
+# scrub clean.
+kill_during_write() {
+	head -c 33554432 /dev/urandom >/tmp/kill.src || return 1
+	# The data goes to the ARC, then zpool sync writes it to the vdevs: the
+	# daemon acknowledges it from its cache and is killed while it uploads
+	# it for the FLUSH that follows.
+	dd if=/tmp/kill.src of=/tank/during-kill bs=1M 2>/dev/null || return 1
+	zpool sync tank &
+	_dd=$!
+	sleep 1
+	kill -KILL "$DAEMON"
+	wait "$DAEMON"
+	say "objbacker vdev killed (wait status $?)"
+	for _x in $(echo "$VDEV_EXPORTS" | tr , ' '); do
+		/bin/objbacker reset-mounted "${_x#*=}" >>"$OBJBACKER_LOG" 2>&1 || return 1
+	done
+	start_daemon || return 1
+	wait "$_dd" || return 1
+	zpool sync tank || return 1
+	dmesg | grep -E 'objbacker export disk[0-9](: replaying| detached)' | tail -n 6 | sed 's/^/E2E| dmesg: /'
+	_want=$(sha256sum </tmp/kill.src)
+	zpool export tank && import_vdev || return 1
+	_got=$(sha256sum </tank/during-kill)
+	say "written across the SIGKILL: $(stat -c %s /tank/during-kill) bytes, sha256 ${_got%% *}, want ${_want%% *}"
+	rm -f /tmp/kill.src
+	[ "$_got" = "$_want" ]
+}
+
 daemon_fail() {
 	echo "---- objbacker vdev log tail ----"
 	tail -n 40 "$OBJBACKER_LOG"
@@ -185,6 +219,7 @@ phase_vdev_verify() {
 	vdev_step verify_live check_sums /tank /tmp/state/live.sums
 	vdev_step verify_snapshot check_sums /tank/.zfs/snapshot/e2e /tmp/state/snap.sums
 	vdev_step daemon_restart restart_during_write
+	vdev_step daemon_kill kill_during_write
 	vdev_step zpool_scrub zpool scrub -w tank
 	show zpool status -vP tank
 	vdev_step pool_healthy check_status
