@@ -49,7 +49,7 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 	}
 	rc := resp.Body
 	if off == 0 && n < 0 {
-		rc = newMD5Verifier(rc, resp.ContentMD5, attrs.Size)
+		rc = rangeread.VerifyMD5(rc, resp.ContentMD5, attrs.Size, "Content-MD5")
 	}
 	// The SDK checks no bytes itself: only the MD5 verifier above does.
 	return &rangeread.Body{

@@ -49,7 +49,7 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		// The SDK validates objects stored with a checksum, which is what
 		// we write. Objects without one (s3backer's: it sends Content-MD5)
 		// are checked against a single-part ETag, the MD5 of the bytes.
-		rc = newMD5Verifier(rc, attrs.ETag, attrs.Size)
+		rc = rangeread.VerifyMD5(rc, etagMD5(attrs.ETag), attrs.Size, "ETag")
 	}
 	return &rangeread.Body{
 		ReadCloser:         rc,
