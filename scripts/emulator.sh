@@ -6,6 +6,9 @@
 # The sourcing script sets NAME (the prefix of its files in DIR and of its log
 # lines), defines start DIR, and ends with `emulator_main "$@"`.
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 # shellcheck disable=SC2034 # used by the scripts that source this one
 readonly CACHE=${OBJBACKER_CACHE:-$HOME/.cache/objbacker}
 readonly READY_TIMEOUT=30 # seconds; the emulators start in 0.2-3 s
@@ -14,15 +17,6 @@ log() { printf '%s: %s\n' "$NAME" "$*"; }
 
 # since prints the milliseconds elapsed from a ${EPOCHREALTIME/./} stamp.
 since() { printf '%d ms' $(((${EPOCHREALTIME/./} - $1) / 1000)); }
-
-# alive reports whether pid exists; a zombie left for a parent that never
-# reaps it counts as gone.
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat:0:1} != Z ]]
-}
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

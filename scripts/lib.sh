@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/deps.sh and scripts/vm/*.sh. Set LOG_PREFIX
-# before sourcing it.
+# Helpers shared by scripts/deps.sh, scripts/vm/*.sh, scripts/emulator.sh and
+# scripts/bench/lib.sh. Set LOG_PREFIX before sourcing it, or define log
+# after it.
 
 log() { printf '%s: %s\n' "${LOG_PREFIX:-objbacker}" "$*"; }
 
@@ -14,6 +15,15 @@ timed() {
 		return 1
 	fi
 	log "$what: done in $((SECONDS - start)) s"
+}
+
+# alive reports whether pid exists; a zombie left for a parent that never
+# reaps it counts as gone.
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != Z ]]
 }
 
 as_root() {

@@ -3,6 +3,9 @@
 # this file and sets BENCH, RECORDS, MAX_OTHER, MAX_ATTEMPTS, QUIET_WAIT,
 # REP and TMP.
 
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
 log() { printf 'bench: %s\n' "$*" >&2; }
 
 die() {
@@ -15,15 +18,6 @@ declare -A PIDS=()
 declare -A LOGS=()
 # s3backer mount points still mounted.
 MOUNTS=()
-
-# alive reports whether pid exists; a zombie left for us to reap counts as
-# gone.
-alive() {
-	local stat
-	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-	stat=${stat##*) }
-	[[ ${stat:0:1} != Z ]]
-}
 
 # listening PORT asks the kernel rather than connecting: a probe connection
 # would make the servers log a failed handshake.
