@@ -7,14 +7,16 @@ import (
 
 // run executes one admitted request on its export's backend and replies.
 // buf holds the payload of READ and WRITE; seq is the request's place in
-// the export's write barrier (see admit). release gives back the request's
-// share of the payload budget once its payload is no longer needed.
-func (s *session) run(e *export, h Header, buf *[]byte, seq uint64, release func()) {
+// the export's write barrier (see admit). held is the request's
+// share of the payload budget, given back once its payload is no longer
+// needed: for a READ, when its reply has been sent, which may be after run
+// returns.
+func (s *session) run(e *export, h Header, buf *[]byte, seq uint64, held int64) {
 	if h.Op == OpRead {
-		s.read(e, h, buf, release)
+		s.read(e, h, buf, held)
 		return
 	}
-	defer release()
+	defer s.limit.Release(held)
 	var err error
 	switch h.Op {
 	case OpWrite:
@@ -37,14 +39,14 @@ func (s *session) run(e *export, h Header, buf *[]byte, seq uint64, release func
 
 // read replies only once the data is complete: a reply cannot report an
 // error after its data.
-func (s *session) read(e *export, h Header, buf *[]byte, release func()) {
+func (s *session) read(e *export, h Header, buf *[]byte, held int64) {
 	data := (*buf)[HeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
 	n, err := e.Backend.ReadAt(data, int64(h.Offset))
 	if n < len(data) {
 		payloads.Put(buf)
-		release()
+		s.limit.Release(held)
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -53,7 +55,10 @@ func (s *session) read(e *export, h Header, buf *[]byte, release func()) {
 	}
 	s.stats.reads.Add(1)
 	s.stats.bytesRead.Add(uint64(n))
-	s.w.data(h, buf, release)
+	s.w.data(h, buf, func() {
+		payloads.Put(buf)
+		s.limit.Release(held)
+	})
 }
 
 func (s *session) write(e *export, h Header, data []byte) error {

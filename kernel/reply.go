@@ -47,15 +47,12 @@ func (w *replyWriter) status(req Header, errno syscall.Errno) error {
 }
 
 // data sends a successful READ reply. buf holds HeaderLen bytes of
-// headroom followed by the data; once it is sent, the writer puts buf back
-// and calls release.
-func (w *replyWriter) data(req Header, buf *[]byte, release func()) error {
+// headroom followed by the data; done is called once it is sent, to give
+// buf and its budget back.
+func (w *replyWriter) data(req Header, buf *[]byte, done func()) error {
 	h := replyTo(req, 0)
 	h.Encode(*buf)
-	return w.Send(*buf, func() {
-		payloads.Put(buf)
-		release()
-	})
+	return w.Send(*buf, done)
 }
 
 // bye sends the BYE of one export.

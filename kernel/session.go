@@ -184,9 +184,7 @@ func (s *session) admit(ctx context.Context, h Header) (reason string, err error
 	s.inflight.Add(1)
 	go func() {
 		defer s.inflight.Done()
-		// A READ's payload stays in use until its reply is sent, which may
-		// be after run returns.
-		s.run(e, h, buf, seq, func() { s.limit.Release(held) })
+		s.run(e, h, buf, seq, held)
 	}()
 	return "", nil
 }

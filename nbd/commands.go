@@ -9,14 +9,15 @@ import (
 // run executes one admitted request on the backend and replies. buf holds
 // the payload of READ and WRITE, or block that of a whole-block WRITE (see
 // BlockWriter); seq is the request's place in the write barrier (see admit).
-// release gives back the request's share of the payload budget once its
-// payload is no longer needed.
-func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, release func()) {
+// tokens is the request's share of the payload budget, given back once its
+// payload is no longer needed: for a READ, when its reply has been sent,
+// which may be after run returns.
+func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, tokens int64) {
 	if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
-		c.read(req, buf, release)
+		c.read(req, buf, tokens)
 		return
 	}
-	defer release()
+	defer c.limit.Release(tokens)
 	var err error
 	switch req.Type {
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
@@ -49,14 +50,14 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
-func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, release func()) {
+func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens int64) {
 	data := (*buf)[replyHeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
 	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
 	if n < len(data) {
 		payloads.Put(buf)
-		release()
+		c.limit.Release(tokens)
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -65,7 +66,10 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, release
 	}
 	c.stats.reads.Add(1)
 	c.stats.bytesRead.Add(uint64(n))
-	c.w.data(req.Handle, buf, release)
+	c.w.data(req.Handle, buf, func() {
+		payloads.Put(buf)
+		c.limit.Release(tokens)
+	})
 }
 
 func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error {

@@ -43,14 +43,11 @@ func (w *replyWriter) status(cookie uint64, errno uint32) error {
 }
 
 // data sends a successful READ reply. buf holds replyHeaderLen bytes of
-// headroom followed by the data; once it is sent, the writer puts buf back
-// and calls release.
-func (w *replyWriter) data(cookie uint64, buf *[]byte, release func()) error {
+// headroom followed by the data; done is called once it is sent, to give
+// buf and its budget back.
+func (w *replyWriter) data(cookie uint64, buf *[]byte, done func()) error {
 	encodeReply(*buf, replyHeader(cookie, 0))
-	return w.Send(*buf, func() {
-		payloads.Put(buf)
-		release()
-	})
+	return w.Send(*buf, done)
 }
 
 func (w *replyWriter) failure() error { return w.Err() }

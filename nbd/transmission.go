@@ -205,9 +205,7 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Done()
-		// A READ's payload stays in use until its reply is sent, which may
-		// be after run returns.
-		c.run(req, buf, block, seq, func() { c.limit.Release(tokens) })
+		c.run(req, buf, block, seq, tokens)
 	}()
 	return "", nil
 }
