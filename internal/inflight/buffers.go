@@ -61,16 +61,43 @@ func (p *Buffers) Get(n int) *[]byte {
 	return b
 }
 
-// Put returns a buffer for reuse.
+// Put returns a buffer for reuse. When the free lists are full, buffers of
+// other sizes make room for it: the sizes freed last are the ones the
+// traffic uses now. Without that, a run of 1 MiB requests left the lists
+// full of buffers that a following run of 4 KiB reads never took, and
+// every 4 KiB buffer was a new allocation; with a large live heap, and so
+// rare collections, each one was fresh memory, and page faults took half
+// of the daemon's CPU (docs/benchmarks.md).
 func (p *Buffers) Put(b *[]byte) {
 	*b = (*b)[:cap(*b)]
-	c := class(cap(*b) - p.headroom)
+	size := cap(*b) - p.headroom
+	c := class(size)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	size := cap(*b) - p.headroom
-	if p.retained+size > p.retain {
-		return // to the garbage collector
+	for p.retained+size > p.retain {
+		if !p.evictOther(c) {
+			return // to the garbage collector
+		}
 	}
 	p.free[c] = append(p.free[c], b)
 	p.retained += size
+}
+
+// evictOther drops one buffer from the class, other than keep, that holds
+// the most bytes, and reports whether there was one.
+func (p *Buffers) evictOther(keep int) bool {
+	victim, most := -1, 0
+	for c, list := range p.free {
+		if c != keep && len(list) > 0 && len(list)<<(minBufShift+c) > most {
+			victim, most = c, len(list)<<(minBufShift+c)
+		}
+	}
+	if victim < 0 {
+		return false
+	}
+	k := len(p.free[victim])
+	p.retained -= cap(*p.free[victim][k-1]) - p.headroom
+	p.free[victim][k-1] = nil
+	p.free[victim] = p.free[victim][:k-1]
+	return true
 }

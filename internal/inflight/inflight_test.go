@@ -126,6 +126,28 @@ func TestBuffersKeepFreedUpToRetain(t *testing.T) {
 	}
 }
 
+func TestBuffersMakeRoomForTheSizeInUse(t *testing.T) {
+	p := NewBuffers(16, 1<<20, 2<<20)
+	a, b := p.Get(1<<20), p.Get(1<<20)
+	p.Put(a)
+	p.Put(b) // the lists are full of 1 MiB buffers
+	small := p.Get(4096)
+	p.Put(small)
+	if got := p.Get(4096); got != small {
+		t.Fatal("a 4 KiB buffer was dropped while the lists held only 1 MiB buffers")
+	}
+	if p.retained != 1<<20 {
+		t.Fatalf("retained %d bytes, want one 1 MiB buffer left", p.retained)
+	}
+	// A size that fills the lists by itself is still bounded.
+	c, d := p.Get(1<<20), p.Get(1<<20)
+	p.Put(c)
+	p.Put(d)
+	if p.retained > 2<<20 {
+		t.Fatalf("retained %d bytes, over the 2 MiB bound", p.retained)
+	}
+}
+
 func TestCombinerBatchesAndFails(t *testing.T) {
 	var mu sync.Mutex
 	var batches [][][]byte
