@@ -23,6 +23,9 @@ type block struct {
 	// the dirty list holds every acknowledged write that is not yet durable.
 	dirty      bool
 	dirtySince time.Time
+	// sinceUpload counts the bytes written since the last upload started:
+	// a block's worth means a writer went through the whole block.
+	sinceUpload int64
 
 	loading   bool
 	uploading bool

@@ -48,6 +48,35 @@ func TestEightSmallWritesBecomeOnePut(t *testing.T) {
 	}
 }
 
+func TestRandomSmallWritesWaitForTheWriteDelay(t *testing.T) {
+	store, _, _ := countingMem()
+	d := testDevice(t, store, Geometry{Size: 4 * mib, BlockSize: mib}, 64*mib)
+	if _, err := d.WriteAt(pattern(mib, 4), mib); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	uploads := d.blocks[1].attemptsStarted
+	d.mu.Unlock()
+	// Scattered 4 KiB writes into the cached block, one of them its last
+	// sector: less than a block's worth, so no upload before the write
+	// delay (an hour here) or a FLUSH.
+	for _, off := range []int64{mib - 4096, 8192, 0, 512 << 10} {
+		if _, err := d.WriteAt(pattern(4096, uint64(off)), mib+off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.mu.Lock()
+	b := d.blocks[1]
+	queued := b.queued || b.attemptsStarted != uploads
+	d.mu.Unlock()
+	if queued {
+		t.Fatal("random 4 KiB writes, one ending the block, queued an upload of the whole block")
+	}
+}
+
 func TestPartialWriteIsReadModifyWritten(t *testing.T) {
 	store, counts, _ := countingMem()
 	d := testDevice(t, store, Geometry{Size: 8 * mib, BlockSize: mib}, 64*mib)

@@ -217,10 +217,13 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 			}
 		}
 		d.markDirty(b)
-		// A writer that reached the end of a complete block is done with it:
-		// upload now rather than wait for a FLUSH. This is what turns eight
-		// 128 KiB writes into one PUT.
-		if b.full && in+l == bs {
+		b.sinceUpload += l
+		// A writer that went through a whole block is done with it: upload
+		// now rather than wait for a FLUSH. This is what turns eight 128 KiB
+		// writes into one PUT. Counting bytes rather than looking for a
+		// write that ends the block keeps random small writes, which end a
+		// block one time in 256, from each sending the whole block again.
+		if b.full && b.sinceUpload >= bs {
 			d.enqueue(b)
 		}
 		d.settle(b)

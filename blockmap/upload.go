@@ -64,7 +64,7 @@ func (d *Device) upload(b *block) {
 	}
 	b.attemptsStarted++
 	attempt, version, buf := b.attemptsStarted, b.version, b.buf
-	b.uploading, b.wantUpload = true, false
+	b.uploading, b.wantUpload, b.sinceUpload = true, false, 0
 	if buf != nil {
 		b.shared = true
 	}
