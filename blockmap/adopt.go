@@ -71,7 +71,7 @@ func (d *Device) adoptBlock(blk int64, buf []byte) (target, error) {
 		}
 		b := d.lookup(blk)
 		switch {
-		case b.buf != nil && !b.shared:
+		case b.buf != nil && b.loan == nil:
 			d.putBuf(b.buf) // replaced: its memory is now buf's
 		case !d.roomForWrite():
 			if err := d.waitForRoom(); err != nil {
@@ -80,11 +80,15 @@ func (d *Device) adoptBlock(blk int64, buf []byte) (target, error) {
 			}
 			continue
 		default:
-			// No buffer yet, or an upload is reading the old one and
-			// frees it when done: buf is more memory for the cache.
+			// No buffer yet, or an upload or a reply is reading the old
+			// one and the last of them frees it: buf is more memory for
+			// the cache.
+			if b.buf != nil {
+				d.letGo(b)
+			}
 			d.memUsed += d.geo.BlockSize
 		}
-		b.buf, b.shared = buf, false
+		b.buf = buf
 		b.full, b.valid = true, sectorSet{}
 		d.markDirty(b)
 		d.enqueue(b)

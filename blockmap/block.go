@@ -32,8 +32,9 @@ type block struct {
 	queued    bool
 	// wantUpload: an upload was asked for while one was running.
 	wantUpload bool
-	// shared: an upload is reading buf; a writer must copy it first.
-	shared bool
+	// loan is set while buf is read outside the lock (loan.go): a writer
+	// must copy it first.
+	loan *loan
 
 	// Upload attempts are numbered; a waiter that saw attempt k started
 	// fails when a later attempt fails.

@@ -63,14 +63,26 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 
 // readBlock copies block blk's bytes [in, in+len(p)) into p.
 func (d *Device) readBlock(blk, in int64, p []byte) error {
+	b, err := d.resident(blk, in, int64(len(p)))
+	if err != nil {
+		return err
+	}
+	if b.buf == nil {
+		clear(p)
+	} else {
+		copy(p, b.buf[in:])
+	}
+	return nil
+}
+
+// resident returns block blk once its bytes [in, in+l) can be read: from
+// b.buf, or, when b.buf is nil, zeros. It fetches the block if it must.
+func (d *Device) resident(blk, in, l int64) (*block, error) {
 	missed := false
 	for {
 		b := d.lookup(blk)
 		switch {
-		case b.full && b.buf == nil:
-			clear(p)
-		case b.full || (b.buf != nil && b.valid.covers(in, int64(len(p)))):
-			copy(p, b.buf[in:])
+		case b.full || (b.buf != nil && b.valid.covers(in, l)):
 		case b.loading:
 			missed = true
 			d.changed.Wait()
@@ -79,13 +91,13 @@ func (d *Device) readBlock(blk, in int64, p []byte) error {
 			missed = true
 			if b.buf == nil && !d.roomFor() {
 				if err := d.waitForRoom(); err != nil {
-					return err
+					return nil, err
 				}
 				continue
 			}
 			if err := d.load(b); err != nil {
 				d.settle(b)
-				return err
+				return nil, err
 			}
 			continue
 		}
@@ -96,7 +108,7 @@ func (d *Device) readBlock(blk, in int64, p []byte) error {
 		}
 		d.touch(b)
 		d.settle(b)
-		return nil
+		return b, nil
 	}
 }
 
@@ -183,7 +195,7 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 			d.settle(b)
 			return t, nil
 		}
-		if (b.buf == nil || b.shared) && !d.roomForWrite() {
+		if (b.buf == nil || b.loan != nil) && !d.roomForWrite() {
 			if err := d.waitForRoom(); err != nil {
 				return target{}, err
 			}
@@ -199,11 +211,12 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 			} else {
 				b.valid = newSectorSet(bs)
 			}
-		case b.shared:
-			// An upload is reading buf: copy on write.
+		case b.loan != nil:
+			// An upload or a reply is reading buf: copy on write.
 			nb := d.allocBuf()
 			copy(nb, b.buf)
-			b.buf, b.shared = nb, false
+			d.letGo(b)
+			b.buf = nb
 		}
 		if data == nil {
 			clear(b.buf[in : in+l])
@@ -273,11 +286,7 @@ func (d *Device) holeBlock(blk int64) target {
 		return target{}
 	}
 	if b.buf != nil {
-		if !b.shared {
-			d.freeBuf(b.buf)
-		}
-		// A shared buffer belongs to its upload now, which frees it.
-		b.buf, b.shared = nil, false
+		d.letGo(b)
 	}
 	b.full, b.valid = true, sectorSet{}
 	d.markDirty(b)

@@ -1,8 +1,8 @@
 package blockmap
 
 // Block buffers are the device's memory. memUsed counts every buffer a
-// block holds, the copies uploads keep while a writer has moved on, and the
-// buffers of fetches in progress. Reads wait for room before they fetch; a
+// block holds, the buffers uploads and replies still read after their block
+// moved on (loan.go), and the buffers of fetches in progress. Reads wait for room before they fetch; a
 // read-modify-write on the upload path cannot (it is how room is made), so
 // writers leave room for one such fetch per upload worker: the cache size
 // bounds the buffers unless reads fill the cache at the same time.
@@ -43,8 +43,7 @@ func (d *Device) roomLeaving(reserve int64) bool {
 		}
 		b := e.Value.(*block)
 		d.unlist(b)
-		d.freeBuf(b.buf)
-		b.buf = nil
+		d.letGo(b)
 		delete(d.blocks, b.n)
 		d.stats.Evictions++
 	}

@@ -65,8 +65,9 @@ func (d *Device) upload(b *block) {
 	b.attemptsStarted++
 	attempt, version, buf := b.attemptsStarted, b.version, b.buf
 	b.uploading, b.wantUpload, b.sinceUpload = true, false, 0
+	var lent *loan
 	if buf != nil {
-		b.shared = true
+		lent = d.lend(b)
 	}
 	d.mu.Unlock()
 
@@ -86,12 +87,8 @@ func (d *Device) upload(b *block) {
 
 	d.mu.Lock()
 	b.uploading = false
-	if buf != nil {
-		if b.buf != nil && &b.buf[0] == &buf[0] {
-			b.shared = false
-		} else {
-			d.freeBuf(buf) // a writer moved on to a copy
-		}
+	if lent != nil {
+		d.repay(lent)
 	}
 	defer d.changed.Broadcast()
 	if err != nil {
@@ -108,8 +105,7 @@ func (d *Device) upload(b *block) {
 	if b.version == version {
 		b.dirty = false
 		if zero && b.buf != nil {
-			d.freeBuf(b.buf)
-			b.buf = nil
+			d.letGo(b)
 		}
 	}
 	if b.dirty && b.wantUpload {

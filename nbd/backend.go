@@ -37,6 +37,16 @@ type Zeroer interface {
 	ZeroAt(off, length int64, noHole bool) error
 }
 
+// Lender lends its own buffers for a READ reply, so that the data is sent
+// from where the backend keeps it instead of being copied into a request
+// buffer first (blockmap.Device).
+type Lender interface {
+	// LendAt appends to views slices that together hold the n bytes at
+	// off. They must not change until release is called, once the reply
+	// has been sent.
+	LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(), err error)
+}
+
 // BlockWriter takes writes of exactly one of its blocks into buffers of its
 // own, so that the payload is read from the network into its final place
 // instead of being copied there (blockmap.Device).

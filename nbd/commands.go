@@ -51,6 +51,10 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
 func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens int64) {
+	if buf == nil {
+		c.readLent(req, tokens)
+		return
+	}
 	data := (*buf)[replyHeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
@@ -68,6 +72,25 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens 
 	c.stats.bytesRead.Add(uint64(n))
 	c.w.data(req.Handle, buf, func() {
 		payloads.Put(buf)
+		c.limit.Release(tokens)
+	})
+}
+
+// readLent sends a READ reply from views the backend lends. The request
+// keeps its budget until they are sent, as a copied reply does: a reply
+// still queued may hold a buffer the backend's cache has already let go.
+func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64) {
+	views, release, err := c.export.lender.LendAt(int64(req.Offset), int64(req.Length), make([][]byte, 1, 2))
+	if err != nil {
+		c.limit.Release(tokens)
+		c.reply(req, err)
+		return
+	}
+	c.stats.reads.Add(1)
+	c.stats.bytesRead.Add(uint64(req.Length))
+	views[0] = make([]byte, replyHeaderLen)
+	c.w.lent(req.Handle, views, func() {
+		release()
 		c.limit.Release(tokens)
 	})
 }

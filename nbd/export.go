@@ -50,7 +50,14 @@ type export struct {
 	// multiple of it.
 	blocks    BlockWriter
 	blockSize uint32
+	// lender, when set, serves READs of at least lendMin bytes.
+	lender Lender
 }
+
+// lendMin is the smallest READ sent from the backend's own buffers. A
+// smaller one is copied: the copy is cheap, and a loan costs a second
+// trip through the backend's lock to give the buffers back.
+const lendMin = 64 << 10
 
 func resolveExports(exports []*Export) ([]*export, error) {
 	if len(exports) == 0 {
@@ -96,6 +103,7 @@ func resolveExport(e *Export) (*export, error) {
 	// connection (see Backend).
 	r.flags = protocol.NEGOTIATION_REPLY_FLAGS_HAS_FLAGS | flagSendFlush |
 		protocol.NEGOTIATION_REPLY_FLAGS_CAN_MULTI_CONN
+	r.lender, _ = e.Backend.(Lender)
 	if e.ReadOnly {
 		r.flags |= flagReadOnly
 		return r, nil

@@ -50,6 +50,13 @@ func (w *replyWriter) data(cookie uint64, buf *[]byte, done func()) error {
 	return w.Send(*buf, done)
 }
 
+// lent sends a successful READ reply whose data is parts[1:]; parts[0]
+// has room for the header. done is called once it is sent.
+func (w *replyWriter) lent(cookie uint64, parts [][]byte, done func()) error {
+	encodeReply(parts[0], replyHeader(cookie, 0))
+	return w.SendParts(parts, done)
+}
+
 func (w *replyWriter) failure() error { return w.Err() }
 
 func replyHeader(cookie uint64, errno uint32) protocol.TransmissionReplyHeader {

@@ -182,6 +182,8 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 			c.limit.Release(tokens)
 			return c.readFailed(ctx, err)
 		}
+	case !isWrite && c.export.lender != nil && payload >= lendMin:
+		// The reply is sent from the backend's buffers (read).
 	case payload > 0:
 		buf = payloads.Get(int(payload))
 		if isWrite {

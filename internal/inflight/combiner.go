@@ -29,6 +29,12 @@ type Combiner struct {
 // its buffer and the budget it holds. An error means the stream has
 // failed; later messages are dropped.
 func (c *Combiner) Send(msg []byte, done func()) error {
+	return c.SendParts([][]byte{msg}, done)
+}
+
+// SendParts is Send for a message in parts, such as a header and data
+// that lives elsewhere: they go out together, in order.
+func (c *Combiner) SendParts(parts [][]byte, done func()) error {
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -38,7 +44,7 @@ func (c *Combiner) Send(msg []byte, done func()) error {
 		}
 		return err
 	}
-	c.queue = append(c.queue, msg)
+	c.queue = append(c.queue, parts...)
 	if done != nil {
 		c.done = append(c.done, done)
 	}

@@ -1,0 +1,102 @@
+package blockmap
+
+// A block buffer is read outside the device lock by an upload sending it to
+// the store, and by replies sending it to a client (LendAt). While it is,
+// it neither changes nor goes back to the arena: a writer copies the block
+// to a new buffer first, and a block that lets go of a lent buffer
+// (rewritten, trimmed, evicted) leaves it to the last reader to free.
+type loan struct {
+	buf  []byte
+	refs int
+	// owner is the block whose buffer this is, nil once it has let go.
+	owner *block
+}
+
+// lend marks b.buf as read outside the lock until repay.
+func (d *Device) lend(b *block) *loan {
+	if b.loan == nil {
+		b.loan = &loan{buf: b.buf, owner: b}
+	}
+	b.loan.refs++
+	return b.loan
+}
+
+// repay ends one reader's use of a lent buffer.
+func (d *Device) repay(l *loan) {
+	l.refs--
+	if l.refs > 0 {
+		return
+	}
+	if l.owner != nil {
+		l.owner.loan = nil
+	} else {
+		d.freeBuf(l.buf)
+	}
+}
+
+// letGo drops b's buffer: it is freed now, or by its last reader.
+func (d *Device) letGo(b *block) {
+	if b.loan != nil {
+		b.loan.owner = nil
+		b.loan = nil
+	} else {
+		d.freeBuf(b.buf)
+	}
+	b.buf = nil
+}
+
+// LendAt returns the n bytes at off as views of the device's own buffers,
+// appended to views, so that a server can send them without first copying
+// them out. The views stay as they are until release is called, which
+// must be exactly once; Close waits for it. Writes meanwhile go to copies.
+func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(), err error) {
+	if err := d.checkRange("read", off, n); err != nil {
+		return nil, nil, err
+	}
+	if n == 0 {
+		return views, func() {}, nil
+	}
+	first, last := off/d.geo.BlockSize, (off+n-1)/d.geo.BlockSize
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.enter(); err != nil {
+		return nil, nil, err
+	}
+	d.stats.ReadOps++
+	for blk := first + 1; blk <= last; blk++ {
+		d.prefetch(blk)
+	}
+	var loans []*loan
+	giveBack := func() {
+		for _, l := range loans {
+			d.repay(l)
+		}
+		d.leave()
+	}
+	err = d.span(off, n, func(blk, in, _, l int64) error {
+		b, err := d.resident(blk, in, l)
+		if err != nil {
+			return err
+		}
+		if b.buf == nil {
+			for ; l > 0; l -= min(l, int64(len(zeroChunk))) {
+				views = append(views, zeroChunk[:min(l, int64(len(zeroChunk)))])
+			}
+			return nil
+		}
+		loans = append(loans, d.lend(b))
+		views = append(views, b.buf[in:in+l])
+		return nil
+	})
+	if err != nil {
+		giveBack()
+		return nil, nil, err
+	}
+	d.noteRead(first, last)
+	d.stats.BytesRead += n
+	return views, func() {
+		d.mu.Lock()
+		giveBack()
+		d.mu.Unlock()
+	}, nil
+}
