@@ -23,7 +23,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_port() {
 	local port
 	for _ in {1..100}; do
-		port=$((20000 + RANDOM % 40000))
+		port=$(random_port)
 		if ! port_in_use "$port"; then
 			printf '%s\n' "$port"
 			return

@@ -26,6 +26,18 @@ alive() {
 	[[ ${stat:0:1} != Z ]]
 }
 
+# random_port prints a random TCP port below the kernel's ephemeral range,
+# for a server to listen on. Ports in that range are also the local ends of
+# outgoing connections (to MinIO, between test clients and servers); such a
+# port can look free to a listen probe and still refuse a bind, which
+# stopped a bench run.
+random_port() {
+	local low
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+	((low > 11024)) || low=32768
+	printf '%s\n' $((10000 + RANDOM % (low - 10000)))
+}
+
 as_root() {
 	if ((EUID == 0)); then
 		"$@"

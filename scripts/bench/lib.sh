@@ -26,7 +26,7 @@ listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 pick_port() {
 	local port
 	for _ in {1..100}; do
-		port=$((20000 + RANDOM % 40000))
+		port=$(random_port)
 		if ! listening "$port"; then
 			printf '%s\n' "$port"
 			return
