@@ -115,7 +115,7 @@ func (d *Device) resident(blk, in, l int64) (*block, error) {
 // WriteAt writes p at off (io.WriterAt). The data is in the cache when it
 // returns; Sync makes it durable.
 func (d *Device) WriteAt(p []byte, off int64) (int, error) {
-	if _, err := d.write(p, off, int64(len(p))); err != nil {
+	if err := d.write(p, off, int64(len(p)), nil); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -123,8 +123,8 @@ func (d *Device) WriteAt(p []byte, off int64) (int, error) {
 
 // WriteAtFUA writes p at off and returns once it is durable in the store.
 func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) {
-	touched, err := d.write(p, off, int64(len(p)))
-	if err != nil {
+	var touched []target
+	if err := d.write(p, off, int64(len(p)), &touched); err != nil {
 		return 0, err
 	}
 	if err := d.waitAll(touched); err != nil {
@@ -136,14 +136,12 @@ func (d *Device) WriteAtFUA(p []byte, off int64) (int, error) {
 // ZeroAt writes zeros over [off, off+n): whole blocks become holes (their
 // objects are deleted), partial blocks get zeros written.
 func (d *Device) ZeroAt(off, n int64, noHole bool) error {
-	_, err := d.discard("zero", off, n)
-	return err
+	return d.discard("zero", off, n)
 }
 
 // Trim discards [off, off+n); it reads back as zeros.
 func (d *Device) Trim(off, n int64) error {
-	_, err := d.discard("trim", off, n)
-	return err
+	return d.discard("trim", off, n)
 }
 
 // target is a block version a FUA write waits for.
@@ -153,32 +151,33 @@ type target struct {
 	start   uint64
 }
 
-// write applies p (nil: zeros) to [off, off+n).
-func (d *Device) write(p []byte, off, n int64) ([]target, error) {
+// write applies p (nil: zeros) to [off, off+n). With touched set, it
+// appends the block versions a FUA write must wait for; a plain write
+// collects none, which spares a slice per small write.
+func (d *Device) write(p []byte, off, n int64, touched *[]target) error {
 	if err := d.checkRange("write", off, n); err != nil {
-		return nil, err
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.enter(); err != nil {
-		return nil, err
+		return err
 	}
 	defer d.leave()
 	d.stats.WriteOps++
-	var touched []target
 	err := d.span(off, n, func(blk, in, at, l int64) error {
 		var data []byte
 		if p != nil {
 			data = p[at : at+l]
 		}
 		t, err := d.writeBlock(blk, in, l, data)
-		if t.b != nil {
-			touched = append(touched, t)
+		if touched != nil && t.b != nil {
+			*touched = append(*touched, t)
 		}
 		return err
 	})
 	d.stats.BytesWritten += n
-	return touched, err
+	return err
 }
 
 // writeBlock copies data (nil: zeros) into block blk at in.
@@ -253,37 +252,34 @@ func (d *Device) markDirty(b *block) {
 }
 
 // discard zeros [off, off+n), turning whole blocks into holes.
-func (d *Device) discard(op string, off, n int64) ([]target, error) {
+func (d *Device) discard(op string, off, n int64) error {
 	if err := d.checkRange(op, off, n); err != nil {
-		return nil, err
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.enter(); err != nil {
-		return nil, err
+		return err
 	}
 	defer d.leave()
 	d.stats.TrimOps++
-	var touched []target
-	err := d.span(off, n, func(blk, in, _, l int64) error {
+	return d.span(off, n, func(blk, in, _, l int64) error {
 		if l < d.geo.BlockSize {
-			t, err := d.writeBlock(blk, in, l, nil)
-			touched = append(touched, t)
+			_, err := d.writeBlock(blk, in, l, nil)
 			return err
 		}
-		touched = append(touched, d.holeBlock(blk))
+		d.holeBlock(blk)
 		return nil
 	})
-	return touched, err
 }
 
 // holeBlock makes block blk a hole; its object is deleted by the upload.
-func (d *Device) holeBlock(blk int64) target {
+func (d *Device) holeBlock(blk int64) {
 	b := d.lookup(blk)
 	if b.full && b.buf == nil && !b.busy() && !d.present.has(blk) {
 		// Never written, or already deleted: nothing to do.
 		d.settle(b)
-		return target{}
+		return
 	}
 	if b.buf != nil {
 		d.letGo(b)
@@ -292,5 +288,4 @@ func (d *Device) holeBlock(blk int64) target {
 	d.markDirty(b)
 	d.enqueue(b)
 	d.settle(b)
-	return target{b, b.version, b.attemptsStarted}
 }
