@@ -12,7 +12,7 @@ func TestWholeBlockWriteTakesTheBuffer(t *testing.T) {
 	store, counts, mem := countingMem()
 	d := testDevice(t, store, Geometry{Size: 8 * mib, BlockSize: mib}, 4*mib)
 	puts := counts.Puts.Load()
-	in0, _ := d.buffers.usage()
+	in0, _ := d.buffers.Usage()
 
 	buf := d.BlockBuffer()
 	want := pattern(mib, 7)
@@ -30,7 +30,7 @@ func TestWholeBlockWriteTakesTheBuffer(t *testing.T) {
 	if _, err := d.ReadAt(got, 2*mib); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read back: %v, equal %v", err, bytes.Equal(got, want))
 	}
-	if in, _ := d.buffers.usage(); in != in0+mib {
+	if in, _ := d.buffers.Usage(); in != in0+mib {
 		t.Fatalf("buffers in use %d, want %d: the written buffer is the cached block", in, in0+mib)
 	}
 
@@ -43,7 +43,7 @@ func TestWholeBlockWriteTakesTheBuffer(t *testing.T) {
 		}
 	}
 	d.ReturnBlockBuffer(d.BlockBuffer())
-	if in, _ := d.buffers.usage(); in != in0+mib {
+	if in, _ := d.buffers.Usage(); in != in0+mib {
 		t.Fatalf("refused and returned buffers were not given back: %d in use, want %d", in, in0+mib)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/objbacker/objbacker/internal/slab"
 	"github.com/objbacker/objbacker/objstore"
 )
 
@@ -67,8 +68,8 @@ type Device struct {
 
 	// sem bounds concurrent store requests to cfg.Parallel.
 	sem chan struct{}
-	// buffers holds the block buffers (memory.go, arena.go).
-	buffers *arena
+	// buffers holds the block buffers (memory.go).
+	buffers *slab.Arena
 	// uploadReserve is the cache writers leave for the read-modify-write
 	// fetches of the upload workers (memory.go).
 	uploadReserve int64
@@ -185,7 +186,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
 	}
 	d.meta = blockMetadata(geo)
-	d.buffers = newArena(geo.BlockSize, cfg.CacheSize)
+	d.buffers = slab.New(int(geo.BlockSize), cfg.CacheSize)
 	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
 	if err := d.listPresent(ctx); err != nil {
 		return nil, err
@@ -274,7 +275,7 @@ func (d *Device) close() error {
 		d.changed.Wait()
 	}
 	d.mu.Unlock()
-	d.buffers.release()
+	d.buffers.Release()
 	if err != nil {
 		// The marker stays: the next start must not pass silently over
 		// writes that were acknowledged and lost.

@@ -53,7 +53,7 @@ func TestLentViewsStayUntilReleased(t *testing.T) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if in, _ := d.buffers.usage(); in != d.memUsed || d.memUsed != mib {
+	if in, _ := d.buffers.Usage(); in != d.memUsed || d.memUsed != mib {
 		t.Fatalf("after the release: %d bytes of buffers in use, memUsed %d, want the one block still cached", in, d.memUsed)
 	}
 }

@@ -7,12 +7,12 @@ package blockmap
 // writers leave room for one such fetch per upload worker: the cache size
 // bounds the buffers unless reads fill the cache at the same time.
 //
-// The buffers come from the device's arena (arena.go), outside the Go
+// The buffers come from the device's arena (internal/slab), outside the Go
 // heap, and go back to it for reuse: a steady stream of blocks allocates
 // nothing, and the process stays at the size its cache says.
 
-func (d *Device) getBuf() []byte  { return d.buffers.get() }
-func (d *Device) putBuf(b []byte) { d.buffers.put(b) }
+func (d *Device) getBuf() []byte  { return d.buffers.Get() }
+func (d *Device) putBuf(b []byte) { d.buffers.Put(b) }
 
 func (d *Device) allocBuf() []byte {
 	d.memUsed += d.geo.BlockSize

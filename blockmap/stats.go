@@ -33,6 +33,6 @@ func (d *Device) Stats() Stats {
 	s.UploadQueue = int64(len(d.queue))
 	s.CachedBlocks = int64(len(d.blocks))
 	s.BlocksPresent = d.present.count
-	s.BufferBytes, s.BufferPeakBytes = d.buffers.usage()
+	s.BufferBytes, s.BufferPeakBytes = d.buffers.Usage()
 	return s
 }

@@ -1,6 +1,6 @@
 //go:build unix && !race
 
-package blockmap
+package slab
 
 import "syscall"
 
