@@ -10,7 +10,7 @@ import (
 	"github.com/objbacker/objbacker/internal/inflight"
 )
 
-// Block caches live outside the Go heap (blockmap/arena.go), so the heap
+// Block caches live outside the Go heap (internal/slab), so the heap
 // holds only request payloads in flight (inflight.DefaultBudget), the
 // store clients and the devices' block tables: about 4 MiB live beyond the
 // payloads under sustained load. The rest is headroom: at 8 MiB less, the
@@ -18,24 +18,29 @@ import (
 const (
 	heapBase      = inflight.DefaultBudget + 20<<20
 	heapPerExport = 1 << 20
+	// heapPerMemBlock is what a mem:// store keeps in the heap per block
+	// stored, its data being outside it: the map entry, the attributes
+	// and their metadata map.
+	heapPerMemBlock = 512
 )
 
 // setMemoryLimit sets the Go memory limit to what the heap is meant to use,
 // so that the garbage collector keeps the process near its cache sizes plus
 // a fixed overhead. The limit grows with each export's presence bitmap (one
-// bit per block, at most), which a large device may need. An operator's
-// GOMEMLIMIT wins, and mem:// exports, which keep their data in the heap,
-// get no limit.
+// bit per block, at most), which a large device may need, and with what a
+// mem:// store keeps in the heap for each block. An operator's GOMEMLIMIT
+// wins.
 func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
 	limit := int64(heapBase)
 	for _, e := range exports {
+		blocks := e.device.Geometry().Blocks()
+		limit += heapPerExport + blocks/8
 		if strings.HasPrefix(e.spec.URL, "mem:") {
-			return
+			limit += blocks * heapPerMemBlock
 		}
-		limit += heapPerExport + e.device.Geometry().Blocks()/8
 	}
 	debug.SetMemoryLimit(limit)
 	log.Info("memory limit", "bytes", limit, "size", blockmap.FormatSize(limit))
