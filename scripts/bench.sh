@@ -3,7 +3,7 @@
 # The benchmark of issue #6: objbacker against its peers, side by side in one
 # run, printed as Markdown tables of medians and ratios (docs/benchmarks.md).
 #
-#   scripts/bench.sh                       every section, 3 repeats (~13 min)
+#   scripts/bench.sh                       every section, 4 repeats (~18 min)
 #   scripts/bench.sh --quick               short runs, small data, 1 repeat
 #   scripts/bench.sh --section nbd,rss     some sections (names or 1-5)
 #
@@ -27,7 +27,7 @@ usage() {
 		usage: $0 [options]
 		  --quick             short runtimes and data sets, 1 repeat, no waiting for quiet
 		  --section LIST      comma-separated: nbd,object,s3backer,stripe,rss or 1-5 (default: all)
-		  --repeat N          repeats of every comparison (default 3; quick 1)
+		  --repeat N          repeats of every comparison (default 4, so that each side runs first as often; quick 1)
 		  --runtime S         seconds per NBD-layer row (default 10; quick 3)
 		  --data SIZE_MIB     data set of the object-path and s3backer rows (default 2048; quick 256)
 		  --rss-runtime S     seconds of sustained load for the RSS row (default 60; quick 15)
@@ -60,7 +60,7 @@ if ((QUICK)); then
 	: "${REPEAT:=1}" "${RUNTIME:=3}" "${DATA_MIB:=256}" "${RSS_RUNTIME:=15}" "${QUIET_WAIT:=0}"
 	NBD_MIB=512
 else
-	: "${REPEAT:=3}" "${RUNTIME:=10}" "${DATA_MIB:=2048}" "${RSS_RUNTIME:=60}" "${QUIET_WAIT:=60}"
+	: "${REPEAT:=4}" "${RUNTIME:=10}" "${DATA_MIB:=2048}" "${RSS_RUNTIME:=60}" "${QUIET_WAIT:=60}"
 	NBD_MIB=2048
 fi
 QUIET_WAIT=${QUIET_WAIT}s
