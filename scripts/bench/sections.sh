@@ -143,11 +143,12 @@ seq_args() {
 # purge_trash empties MinIO's trash of deleted and overwritten objects
 # between repeats. MinIO empties it itself only every 5 minutes and slower
 # than a full run fills it (about 50 GiB), which would fill a shared disk.
+# MinIO may remove an entry at the same moment: rm -f takes that as done
+# (find reported it as an error, which stopped a full run).
 purge_trash() {
-	local trash=$MINIO_DIR/data/.minio.sys/tmp/.trash
-	if [[ -d $trash ]]; then
-		find "$trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-	fi
+	local trash=$MINIO_DIR/data/.minio.sys/tmp/.trash entries=()
+	mapfile -d '' entries < <(find "$trash" -mindepth 1 -maxdepth 1 -print0 2>/dev/null)
+	((${#entries[@]} == 0)) || rm -rf -- "${entries[@]}"
 }
 
 # check_blocks BUCKET PREFIX N: a durable write left exactly N blocks.
