@@ -1,5 +1,7 @@
 package blockmap
 
+import "errors"
+
 // A block buffer is read outside the device lock by an upload sending it to
 // the store, and by replies sending it to a client (LendAt). While it is,
 // it neither changes nor goes back to the arena: a writer copies the block
@@ -49,6 +51,13 @@ func (d *Device) letGo(b *block) {
 // appended to views, so that a server can send them without first copying
 // them out. The views stay as they are until release is called, which
 // must be exactly once; Close waits for it. Writes meanwhile go to copies.
+//
+// It holds no loan while it waits for a block: requests that each held some
+// blocks of a full cache while waiting for room for the next would wait for
+// one another forever. So it first makes every block readable, then lends
+// them all at once; if loading the later blocks evicted an earlier one (a
+// request nearly as large as the cache), it tries again, and after that
+// copies instead.
 func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(), err error) {
 	if err := d.checkRange("read", off, n); err != nil {
 		return nil, nil, err
@@ -67,17 +76,63 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 		d.prefetch(blk)
 	}
 	var loans []*loan
-	giveBack := func() {
+	for attempt := 0; ; attempt++ {
+		err := d.span(off, n, func(blk, in, _, l int64) error {
+			_, err := d.resident(blk, in, l)
+			return err
+		})
+		if err != nil {
+			d.leave()
+			return nil, nil, err
+		}
+		if lent, l := d.lendResident(off, n, views); lent != nil {
+			views, loans = lent, l
+			break
+		}
+		if attempt == 1 {
+			p := make([]byte, n)
+			if err := d.span(off, n, func(blk, in, at, l int64) error { return d.readBlock(blk, in, p[at:at+l]) }); err != nil {
+				d.leave()
+				return nil, nil, err
+			}
+			views = append(views, p)
+			break
+		}
+	}
+	d.noteRead(first, last)
+	d.stats.BytesRead += n
+	return views, func() {
+		d.mu.Lock()
 		for _, l := range loans {
 			d.repay(l)
 		}
 		d.leave()
-	}
-	err = d.span(off, n, func(blk, in, _, l int64) error {
-		b, err := d.resident(blk, in, l)
-		if err != nil {
-			return err
+		// A repaid buffer may be room a reader or writer waits for.
+		d.changed.Broadcast()
+		d.mu.Unlock()
+	}, nil
+}
+
+// lendResident lends the pieces of [off, off+n), appended to views, if
+// every one is readable now, and returns nil views if one is not.
+func (d *Device) lendResident(off, n int64, views [][]byte) (_ [][]byte, loans []*loan) {
+	var blocks []*block
+	ok := d.span(off, n, func(blk, in, _, l int64) error {
+		b := d.lookup(blk)
+		defer d.settle(b)
+		if !b.full && (b.buf == nil || !b.valid.covers(in, l)) {
+			return errNotResident
 		}
+		blocks = append(blocks, b)
+		return nil
+	}) == nil
+	if !ok {
+		return nil, nil
+	}
+	i := 0
+	d.span(off, n, func(blk, in, _, l int64) error {
+		b := blocks[i]
+		i++
 		if b.buf == nil {
 			for ; l > 0; l -= min(l, int64(len(zeroChunk))) {
 				views = append(views, zeroChunk[:min(l, int64(len(zeroChunk)))])
@@ -88,15 +143,8 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 		views = append(views, b.buf[in:in+l])
 		return nil
 	})
-	if err != nil {
-		giveBack()
-		return nil, nil, err
-	}
-	d.noteRead(first, last)
-	d.stats.BytesRead += n
-	return views, func() {
-		d.mu.Lock()
-		giveBack()
-		d.mu.Unlock()
-	}, nil
+	return views, loans
 }
+
+// errNotResident stops lendResident's scan at a block it cannot lend.
+var errNotResident = errors.New("block not resident")

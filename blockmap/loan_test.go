@@ -2,6 +2,8 @@ package blockmap
 
 import (
 	"bytes"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -115,5 +117,50 @@ func TestCloseWaitsForLentViews(t *testing.T) {
 	release()
 	if err := <-closed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestLendsDoNotWaitForEachOther(t *testing.T) {
+	store, _, _ := countingMem()
+	d := testDevice(t, store, Geometry{Size: 32 * mib, BlockSize: mib}, 4*mib)
+	want := pattern(32*mib, 8)
+	if _, err := d.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Readers of 3 blocks each, holding their views a while, on a cache of
+	// 4 blocks; and one request larger than the cache, which is copied.
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Go(func() {
+			off, n := int64(i%8)*3*mib/2+512, int64(2*mib)
+			if i == 15 {
+				off, n = 4096, 6*mib
+			}
+			views, release, err := d.LendAt(off, n, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+			if !bytes.Equal(joined(views), want[off:off+n]) {
+				errs <- fmt.Errorf("lend of %d bytes at %d returned other data", n, off)
+			}
+			release()
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("lends on a small cache waited for each other")
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
