@@ -21,6 +21,16 @@ type FUAWriter interface {
 	WriteAtFUA(p []byte, off int64) (int, error)
 }
 
+// Lender lends its own buffers for a READ reply, so that the data is
+// written to the kernel from where the backend keeps it instead of being
+// copied into a request buffer first (blockmap.Device).
+type Lender interface {
+	// LendAt appends to views slices that together hold the n bytes at
+	// off. They must not change until release is called, once the reply
+	// has been written.
+	LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(), err error)
+}
+
 // Trimmer discards a range, which then reads as zeros. Only exports whose
 // backend implements it are registered with ZOB_EXPORT_TRIM, so the kernel
 // sends TRIM to no other.

@@ -40,6 +40,10 @@ func (s *session) run(e *export, h Header, buf *[]byte, seq uint64, held int64) 
 // read replies only once the data is complete: a reply cannot report an
 // error after its data.
 func (s *session) read(e *export, h Header, buf *[]byte, held int64) {
+	if buf == nil {
+		s.readLent(e, h, held)
+		return
+	}
 	data := (*buf)[HeaderLen:]
 	// A full read counts as success even with an error: io.ReaderAt may
 	// report io.EOF alongside the last bytes.
@@ -57,6 +61,24 @@ func (s *session) read(e *export, h Header, buf *[]byte, held int64) {
 	s.stats.bytesRead.Add(uint64(n))
 	s.w.data(h, buf, func() {
 		payloads.Put(buf)
+		s.limit.Release(held)
+	})
+}
+
+// readLent replies to a READ from views the backend lends (see read). The
+// request keeps its budget until they are written, as a copied reply does.
+func (s *session) readLent(e *export, h Header, held int64) {
+	views, release, err := e.lender.LendAt(int64(h.Offset), int64(h.Length), make([][]byte, 1, 2))
+	if err != nil {
+		s.limit.Release(held)
+		s.reply(h, err)
+		return
+	}
+	s.stats.reads.Add(1)
+	s.stats.bytesRead.Add(uint64(h.Length))
+	views[0] = make([]byte, HeaderLen)
+	s.w.lent(h, views, func() {
+		release()
 		s.limit.Release(held)
 	})
 }

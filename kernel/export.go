@@ -13,12 +13,19 @@ import (
 // and its FLUSH ordering state for one channel.
 type export struct {
 	*Export
-	id      uint32
-	size    uint64
-	fua     FUAWriter
-	trim    Trimmer
+	id   uint32
+	size uint64
+	fua  FUAWriter
+	trim Trimmer
+	// lender, when set, serves READs of at least lendMin bytes.
+	lender  Lender
 	barrier *inflight.WriteBarrier
 }
+
+// lendMin is the smallest READ written from the backend's own buffers. A
+// smaller one is copied: the copy is cheap, and a loan costs a second trip
+// through the backend's lock to give the buffers back.
+const lendMin = 64 << 10
 
 func resolveExports(exports []*Export) ([]*export, error) {
 	if len(exports) == 0 || len(exports) > MaxExports {
@@ -60,6 +67,7 @@ func resolveExport(e *Export, id uint32) (*export, error) {
 	r := &export{Export: e, id: id, size: uint64(size), barrier: inflight.NewWriteBarrier()}
 	r.fua, _ = e.Backend.(FUAWriter)
 	r.trim, _ = e.Backend.(Trimmer)
+	r.lender, _ = e.Backend.(Lender)
 	return r, nil
 }
 

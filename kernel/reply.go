@@ -55,6 +55,14 @@ func (w *replyWriter) data(req Header, buf *[]byte, done func()) error {
 	return w.Send(*buf, done)
 }
 
+// lent sends a successful READ reply whose data is parts[1:]; parts[0] has
+// room for the header. done is called once it is written.
+func (w *replyWriter) lent(req Header, parts [][]byte, done func()) error {
+	h := replyTo(req, 0)
+	h.Encode(parts[0])
+	return w.SendParts(parts, done)
+}
+
 // bye sends the BYE of one export.
 func (w *replyWriter) bye(export uint32, errno syscall.Errno) error {
 	return w.Send(AppendHeader(nil, Header{Magic: RequestMagic, Version: Version, Op: OpBye, Export: export, Status: errno}), nil)
@@ -67,8 +75,9 @@ func replyTo(req Header, errno syscall.Errno) Header {
 	return req
 }
 
-// write sends a batch, small messages coalesced. Each write(2) carries
-// whole messages, though the stream semantics would allow any split.
+// write sends a batch, small messages coalesced. A message in parts (a
+// READ reply from lent views) may be split across write(2)s, which the
+// stream allows; other messages go whole.
 func (w *replyWriter) write(batch [][]byte) error {
 	if w.deadline != nil {
 		if err := w.deadline(time.Now().Add(replyTimeout)); err != nil {

@@ -161,7 +161,7 @@ func (s *session) admit(ctx context.Context, h Header) (reason string, err error
 		return "shutdown", nil
 	}
 	var buf *[]byte
-	if payload > 0 {
+	if payload > 0 && !(h.Op == OpRead && e.lender != nil && payload >= lendMin) {
 		buf = payloads.Get(int(payload))
 	}
 	if h.Op == OpWrite {
