@@ -3,52 +3,28 @@ package nbd
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
+
+	"github.com/objbacker/objbacker/internal/lendtest"
 )
 
-// lendBackend serves large READs through Lender, in two views each, and
-// counts the loans not yet released.
+// lendBackend serves large READs through Lender.
 type lendBackend struct {
 	*memBackend
-	fail error
-
-	mu          sync.Mutex
-	lends, open int
+	*lendtest.Lender
 }
 
-func (b *lendBackend) LendAt(off, n int64, views [][]byte) ([][]byte, func(), error) {
-	if b.fail != nil {
-		return nil, nil, b.fail
-	}
-	data := b.bytes(int(off), int(n))
-	b.mu.Lock()
-	b.lends++
-	b.open++
-	b.mu.Unlock()
-	var once sync.Once
-	return append(views, data[:n/2], data[n/2:]), func() {
-		once.Do(func() {
-			b.mu.Lock()
-			b.open--
-			b.mu.Unlock()
-		})
-	}, nil
-}
-
-func (b *lendBackend) loans() (lends, open int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.lends, b.open
+func newLendBackend(size int) *lendBackend {
+	m := newMemBackend(size)
+	return &lendBackend{m, &lendtest.Lender{Read: func(off, n int64) []byte { return m.bytes(int(off), int(n)) }}}
 }
 
 func TestLargeReadsAreSentFromLentViews(t *testing.T) {
 	const size = 4 << 20
-	be := &lendBackend{memBackend: newMemBackend(size)}
+	be := newLendBackend(size)
 	copy(be.data, pattern(size, 9))
 	ts := startServer(t, &Server{Exports: []*Export{{Name: "disk", Backend: be}}})
 	c := dialRaw(t, ts.addr)
@@ -70,21 +46,12 @@ func TestLargeReadsAreSentFromLentViews(t *testing.T) {
 		}
 	}
 	// Three reads are large enough to lend; the 4 KiB one is copied.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		lends, open := be.loans()
-		if lends == 3 && open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d loans, %d not released after their replies were sent; want 3, 0", lends, open)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	be.WaitReleased(t, 3)
 }
 
 func TestFailedLendIsAnErrorReply(t *testing.T) {
-	be := &lendBackend{memBackend: newMemBackend(1 << 20), fail: errors.Join(errors.New("store down"), syscall.EIO)}
+	be := newLendBackend(1 << 20)
+	be.Fail = errors.Join(errors.New("store down"), syscall.EIO)
 	ts := startServer(t, &Server{Exports: []*Export{{Name: "disk", Backend: be}}})
 	c := dialRaw(t, ts.addr)
 	c.handshake("disk")
