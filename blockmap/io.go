@@ -38,27 +38,43 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	if err := d.checkRange("read", off, int64(len(p))); err != nil {
 		return 0, err
 	}
-	first, last := off/d.geo.BlockSize, (off+int64(len(p))-1)/d.geo.BlockSize
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.enter(); err != nil {
 		return 0, err
 	}
 	defer d.leave()
+	first, last := d.startRead(off, int64(len(p)))
+	if err := d.copyOut(p, off); err != nil {
+		return 0, err
+	}
+	d.endRead(first, last, int64(len(p)))
+	return len(p), nil
+}
+
+// startRead counts a read of n bytes at off and returns its first and last
+// blocks. A request over several blocks fetches them in parallel, not in
+// turn.
+func (d *Device) startRead(off, n int64) (first, last int64) {
+	first, last = off/d.geo.BlockSize, (off+n-1)/d.geo.BlockSize
 	d.stats.ReadOps++
-	// A request over several blocks fetches them in parallel, not in turn.
 	for blk := first + 1; blk <= last; blk++ {
 		d.prefetch(blk)
 	}
-	err := d.span(off, int64(len(p)), func(blk, in, at, l int64) error {
+	return first, last
+}
+
+// endRead records a read that succeeded, for read-ahead and the stats.
+func (d *Device) endRead(first, last, n int64) {
+	d.noteRead(first, last)
+	d.stats.BytesRead += n
+}
+
+// copyOut copies the device's bytes at off into p.
+func (d *Device) copyOut(p []byte, off int64) error {
+	return d.span(off, int64(len(p)), func(blk, in, at, l int64) error {
 		return d.readBlock(blk, in, p[at:at+l])
 	})
-	if err != nil {
-		return 0, err
-	}
-	d.noteRead(first, last)
-	d.stats.BytesRead += int64(len(p))
-	return len(p), nil
 }
 
 // readBlock copies block blk's bytes [in, in+len(p)) into p.

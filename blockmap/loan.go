@@ -65,16 +65,12 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 	if n == 0 {
 		return views, func() {}, nil
 	}
-	first, last := off/d.geo.BlockSize, (off+n-1)/d.geo.BlockSize
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.enter(); err != nil {
 		return nil, nil, err
 	}
-	d.stats.ReadOps++
-	for blk := first + 1; blk <= last; blk++ {
-		d.prefetch(blk)
-	}
+	first, last := d.startRead(off, n)
 	var loans []*loan
 	for attempt := 0; ; attempt++ {
 		err := d.span(off, n, func(blk, in, _, l int64) error {
@@ -85,13 +81,13 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 			d.leave()
 			return nil, nil, err
 		}
-		if lent, l := d.lendResident(off, n, views); lent != nil {
+		if lent, l, ok := d.lendResident(off, n, views); ok {
 			views, loans = lent, l
 			break
 		}
 		if attempt == 1 {
 			p := make([]byte, n)
-			if err := d.span(off, n, func(blk, in, at, l int64) error { return d.readBlock(blk, in, p[at:at+l]) }); err != nil {
+			if err := d.copyOut(p, off); err != nil {
 				d.leave()
 				return nil, nil, err
 			}
@@ -99,8 +95,7 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 			break
 		}
 	}
-	d.noteRead(first, last)
-	d.stats.BytesRead += n
+	d.endRead(first, last, n)
 	return views, func() {
 		d.mu.Lock()
 		for _, l := range loans {
@@ -114,37 +109,33 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 }
 
 // lendResident lends the pieces of [off, off+n), appended to views, if
-// every one is readable now, and returns nil views if one is not.
-func (d *Device) lendResident(off, n int64, views [][]byte) (_ [][]byte, loans []*loan) {
-	var blocks []*block
-	ok := d.span(off, n, func(blk, in, _, l int64) error {
+// every one is readable now; if one is not, it takes back what it lent and
+// reports false.
+func (d *Device) lendResident(off, n int64, views [][]byte) (_ [][]byte, loans []*loan, ok bool) {
+	err := d.span(off, n, func(blk, in, _, l int64) error {
 		b := d.lookup(blk)
 		defer d.settle(b)
-		if !b.full && (b.buf == nil || !b.valid.covers(in, l)) {
-			return errNotResident
-		}
-		blocks = append(blocks, b)
-		return nil
-	}) == nil
-	if !ok {
-		return nil, nil
-	}
-	i := 0
-	d.span(off, n, func(blk, in, _, l int64) error {
-		b := blocks[i]
-		i++
-		if b.buf == nil {
+		switch {
+		case b.full && b.buf == nil:
 			for ; l > 0; l -= min(l, int64(len(zeroChunk))) {
 				views = append(views, zeroChunk[:min(l, int64(len(zeroChunk)))])
 			}
-			return nil
+		case b.full || (b.buf != nil && b.valid.covers(in, l)):
+			loans = append(loans, d.lend(b))
+			views = append(views, b.buf[in:in+l])
+		default:
+			return errNotResident
 		}
-		loans = append(loans, d.lend(b))
-		views = append(views, b.buf[in:in+l])
 		return nil
 	})
-	return views, loans
+	if err != nil {
+		for _, l := range loans {
+			d.repay(l)
+		}
+		return nil, nil, false
+	}
+	return views, loans, true
 }
 
-// errNotResident stops lendResident's scan at a block it cannot lend.
+// errNotResident stops lendResident at a block it cannot lend.
 var errNotResident = errors.New("block not resident")
