@@ -20,25 +20,12 @@ since() { printf '%d ms' $(((${EPOCHREALTIME/./} - $1) / 1000)); }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-pick_port() {
-	local port
-	for _ in {1..100}; do
-		port=$(random_port)
-		if ! port_in_use "$port"; then
-			printf '%s\n' "$port"
-			return
-		fi
-	done
-	log "no free port found" >&2
-	return 1
-}
-
 # free_port prints the port from the variable named $1 if set, else a free
 # one, and fails if another server already holds it: that server would
 # answer the readiness poll for ours.
 free_port() {
 	local port=${!1:-}
-	port=${port:-$(pick_port)} || return 1
+	port=${port:-$(pick_port port_in_use)} || return 1
 	if port_in_use "$port"; then
 		log "port $port on 127.0.0.1 is already in use" >&2
 		return 1

@@ -23,18 +23,6 @@ MOUNTS=()
 # would make the servers log a failed handshake.
 listening() { [[ -n $(ss -Hltn "sport = :$1") ]]; }
 
-pick_port() {
-	local port
-	for _ in {1..100}; do
-		port=$(random_port)
-		if ! listening "$port"; then
-			printf '%s\n' "$port"
-			return
-		fi
-	done
-	die "no free port found"
-}
-
 # start_proc NAME CMD...: starts CMD in the background with its output in
 # TMP/logs, and records its PID under NAME.
 start_proc() {

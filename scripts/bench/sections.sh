@@ -16,7 +16,7 @@ start_objbacker() {
 	for spec in "$@"; do
 		args+=(--export "$spec")
 	done
-	PORT=$(pick_port)
+	PORT=$(pick_port listening)
 	start_proc "$name" "$OBJBACKER" serve --listen "127.0.0.1:$PORT" --cache-size "${cache}M" \
 		--parallel "$CONC" "${args[@]}" "${OBJBACKER_SIZE_ARGS[@]}"
 	wait_port "$name" "$PORT"
@@ -83,7 +83,7 @@ section_nbd() {
 		OBJBACKER_SIZE_ARGS=(--size "${NBD_MIB}M")
 		start_objbacker nbd-objbacker "$cache" mem=mem://
 		NBD_OB_PORT=$PORT
-		NBD_KIT_PORT=$(pick_port)
+		NBD_KIT_PORT=$(pick_port listening)
 		start_proc nbdkit nbdkit -f -i 127.0.0.1 -p "$NBD_KIT_PORT" memory "${NBD_MIB}M"
 		wait_port nbdkit "$NBD_KIT_PORT"
 		nbd_prefill "nbd://127.0.0.1:$NBD_OB_PORT/mem"
