@@ -62,9 +62,10 @@ func (s *Store) alloc(n int) []byte {
 	return a.Get()
 }
 
-// free gives back the buffer of an object that is gone.
+// free gives back the buffer of an object that is gone; only sizes of
+// offHeapMin or more have an arena.
 func (s *Store) free(data []byte) {
-	if a := s.arenas[len(data)]; a != nil && len(data) >= offHeapMin {
+	if a := s.arenas[len(data)]; a != nil {
 		a.Put(data)
 	}
 }
