@@ -8,24 +8,12 @@ import (
 	"time"
 
 	"github.com/objbacker/objbacker/blockmap"
-	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
+	"github.com/objbacker/objbacker/objstore/storetest"
 )
 
-// unansweredPuts never answers a block PUT, like a store that accepts
-// connections and hangs.
-type unansweredPuts struct{ objstore.Store }
-
-func (s unansweredPuts) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
-	if len(key) == 8 {
-		<-ctx.Done()
-		return objstore.Attrs{}, ctx.Err()
-	}
-	return s.Store.Put(ctx, key, data, opts)
-}
-
 func TestStopGivesUpAStalledFlush(t *testing.T) {
-	d, err := blockmap.Open(t.Context(), blockmap.Config{Store: unansweredPuts{memstore.New()},
+	d, err := blockmap.Open(t.Context(), blockmap.Config{Store: storetest.StalledPuts{Store: memstore.New()},
 		Geometry: blockmap.Geometry{Size: 8 << 20, BlockSize: 1 << 20}, CacheSize: 4 << 20, WriteDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)

@@ -1,29 +1,16 @@
 package blockmap
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
+	"github.com/objbacker/objbacker/objstore/storetest"
 )
-
-// hangingStore holds every block PUT until its context ends, like a store
-// that accepts connections and never answers.
-type hangingStore struct{ objstore.Store }
-
-func (s hangingStore) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
-	if len(key) == 8 {
-		<-ctx.Done()
-		return objstore.Attrs{}, ctx.Err()
-	}
-	return s.Store.Put(ctx, key, data, opts)
-}
 
 func TestAbortEndsAFlushThatCannotFinish(t *testing.T) {
 	mem := memstore.New()
-	d, err := Open(t.Context(), Config{Store: hangingStore{mem}, Geometry: Geometry{Size: 8 * mib, BlockSize: mib}, CacheSize: 4 * mib, WriteDelay: time.Hour})
+	d, err := Open(t.Context(), Config{Store: storetest.StalledPuts{Store: mem}, Geometry: Geometry{Size: 8 * mib, BlockSize: mib}, CacheSize: 4 * mib, WriteDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
