@@ -98,12 +98,17 @@ restart_during_write() {
 	wait "$_dd" || return 1
 	zpool sync tank || return 1
 	dmesg | grep -E 'objbacker (channel closed|export disk0 attached)' | tail -n 3 | sed 's/^/E2E| dmesg: /'
-	_want=$(sha256sum </tmp/restart.src)
-	# Read back from the disks, not the ARC.
+	verify_written /tmp/restart.src /tank/during-restart "across the restart"
+}
+
+# verify_written SRC FILE WHAT: FILE, read back from the disks rather than
+# the ARC, must equal SRC, which goes.
+verify_written() {
+	_want=$(sha256sum <"$1")
 	zpool export tank && import_vdev || return 1
-	_got=$(sha256sum </tank/during-restart)
-	say "written across the restart: $(stat -c %s /tank/during-restart) bytes, sha256 ${_got%% *}, want ${_want%% *}"
-	rm -f /tmp/restart.src
+	_got=$(sha256sum <"$2")
+	say "written $3: $(stat -c %s "$2") bytes, sha256 ${_got%% *}, want ${_want%% *}"
+	rm -f "$1"
 	[ "$_got" = "$_want" ]
 }
 
@@ -133,12 +138,7 @@ kill_during_write() {
 	wait "$_dd" || return 1
 	zpool sync tank || return 1
 	dmesg | grep -E 'objbacker export disk[0-9](: replaying| detached)' | tail -n 6 | sed 's/^/E2E| dmesg: /'
-	_want=$(sha256sum </tmp/kill.src)
-	zpool export tank && import_vdev || return 1
-	_got=$(sha256sum </tank/during-kill)
-	say "written across the SIGKILL: $(stat -c %s /tank/during-kill) bytes, sha256 ${_got%% *}, want ${_want%% *}"
-	rm -f /tmp/kill.src
-	[ "$_got" = "$_want" ]
+	verify_written /tmp/kill.src /tank/during-kill "across the SIGKILL"
 }
 
 daemon_fail() {
@@ -147,44 +147,37 @@ daemon_fail() {
 	fail "$@"
 }
 
-vdev_step() {
-	_vname=$1
-	shift
-	_t0=$(uptime_s)
-	"$@"
-	_vrc=$?
-	_t1=$(uptime_s)
-	say "$(awk -v a="$_t0" -v b="$_t1" -v n="$_vname" 'BEGIN { printf "step %-22s %6.2f s", n, b - a }') (rc $_vrc)"
-	[ "$_vrc" -eq 0 ] || daemon_fail "$_vname: exit status $_vrc"
-}
 
 phase_vdev_create() {
 	find_disks
 	mkdir -p /tmp/state
-	vdev_step daemon_start start_daemon
+	# From here on, a failed step shows the daemon's log too.
+	# shellcheck disable=SC2034 # read by step (lib.sh)
+	STEP_FAIL=daemon_fail
+	step daemon_start start_daemon
 	step generate make_data /tmp/src
 	step checksum_before sums /tmp/src /tmp/state/snap.sums
 	# shellcheck disable=SC2046 # the vdevs are separate words
-	vdev_step zpool_create zpool create -f -o ashift=12 -O recordsize=1M -O compression=lz4 \
+	step zpool_create zpool create -f -o ashift=12 -O recordsize=1M -O compression=lz4 \
 		-O atime=off -m /tank tank $(vdev_devs)
 	show zpool status -P tank
-	vdev_step objbacker_paths check_paths objbacker:
-	vdev_step write copy_data /tmp/src /tank
-	vdev_step zfs_snapshot zfs snapshot tank@e2e
-	vdev_step change change_data /tmp/src /tank
+	step objbacker_paths check_paths objbacker:
+	step write copy_data /tmp/src /tank
+	step zfs_snapshot zfs snapshot tank@e2e
+	step change change_data /tmp/src /tank
 	step checksum_after sums /tmp/src /tmp/state/live.sums
 	step save_state save_state
 	rm -rf /tmp/src
 	show zpool list -v tank
-	vdev_step zpool_export zpool export tank
-	vdev_step zpool_import import_vdev
-	vdev_step verify_live check_sums /tank /tmp/state/live.sums
-	vdev_step verify_snapshot check_sums /tank/.zfs/snapshot/e2e /tmp/state/snap.sums
-	vdev_step zpool_scrub zpool scrub -w tank
+	step zpool_export zpool export tank
+	step zpool_import import_vdev
+	step verify_live check_sums /tank /tmp/state/live.sums
+	step verify_snapshot check_sums /tank/.zfs/snapshot/e2e /tmp/state/snap.sums
+	step zpool_scrub zpool scrub -w tank
 	show zpool status -vP tank
-	vdev_step pool_healthy check_status
-	vdev_step zpool_export2 zpool export tank
-	vdev_step daemon_stop stop_daemon
+	step pool_healthy check_status
+	step zpool_export2 zpool export tank
+	step daemon_stop stop_daemon
 	finish "PASS vdev_create"
 }
 
@@ -212,19 +205,21 @@ phase_nbd_cross() {
 phase_vdev_verify() {
 	find_disks
 	step load_state load_state
-	vdev_step daemon_start start_daemon
-	vdev_step zpool_import import_vdev
+	# shellcheck disable=SC2034 # read by step (lib.sh)
+	STEP_FAIL=daemon_fail
+	step daemon_start start_daemon
+	step zpool_import import_vdev
 	show zpool status -vP tank
-	vdev_step objbacker_paths check_paths objbacker:
-	vdev_step verify_live check_sums /tank /tmp/state/live.sums
-	vdev_step verify_snapshot check_sums /tank/.zfs/snapshot/e2e /tmp/state/snap.sums
-	vdev_step daemon_restart restart_during_write
-	vdev_step daemon_kill kill_during_write
-	vdev_step zpool_scrub zpool scrub -w tank
+	step objbacker_paths check_paths objbacker:
+	step verify_live check_sums /tank /tmp/state/live.sums
+	step verify_snapshot check_sums /tank/.zfs/snapshot/e2e /tmp/state/snap.sums
+	step daemon_restart restart_during_write
+	step daemon_kill kill_during_write
+	step zpool_scrub zpool scrub -w tank
 	show zpool status -vP tank
-	vdev_step pool_healthy check_status
-	vdev_step zpool_trim zpool trim -w tank
-	vdev_step zpool_export zpool export tank
-	vdev_step daemon_stop stop_daemon
+	step pool_healthy check_status
+	step zpool_trim zpool trim -w tank
+	step zpool_export zpool export tank
+	step daemon_stop stop_daemon
 	finish "PASS vdev_verify"
 }
