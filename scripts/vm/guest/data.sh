@@ -71,6 +71,18 @@ check_sums() {
 	[ "$_rc" -eq 0 ] && [ "$_bad" -eq 0 ]
 }
 
+# fill_pool writes the data set in /tmp/src into the new pool, snapshots
+# it, changes it, and saves the checksums for the verify boot.
+fill_pool() {
+	step write copy_data /tmp/src /tank
+	step zfs_snapshot zfs snapshot tank@e2e
+	step change change_data /tmp/src /tank
+	step checksum_after sums /tmp/src /tmp/state/live.sums
+	step save_state save_state
+	rm -rf /tmp/src
+	show zpool list -v tank
+}
+
 # save_state and load_state carry the checksums from the create boot to the
 # verify boot on the state disk, a tar archive written over the raw device.
 save_state() {

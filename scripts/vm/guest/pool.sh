@@ -71,13 +71,7 @@ phase_create() {
 	step generate make_data /tmp/src
 	step checksum_before sums /tmp/src /tmp/state/snap.sums
 	step zpool_create create_pool
-	step write copy_data /tmp/src /tank
-	step zfs_snapshot zfs snapshot tank@e2e
-	step change change_data /tmp/src /tank
-	step checksum_after sums /tmp/src /tmp/state/live.sums
-	step save_state save_state
-	rm -rf /tmp/src
-	show zpool list -v tank
+	fill_pool
 	show zfs list -t all -o name,used,refer,compressratio -r tank
 	if [ "$END" = sync ]; then
 		step sync sync

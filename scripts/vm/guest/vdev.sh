@@ -162,13 +162,7 @@ phase_vdev_create() {
 		-O atime=off -m /tank tank $(vdev_devs)
 	show zpool status -P tank
 	step objbacker_paths check_paths objbacker:
-	step write copy_data /tmp/src /tank
-	step zfs_snapshot zfs snapshot tank@e2e
-	step change change_data /tmp/src /tank
-	step checksum_after sums /tmp/src /tmp/state/live.sums
-	step save_state save_state
-	rm -rf /tmp/src
-	show zpool list -v tank
+	fill_pool
 	step zpool_export zpool export tank
 	step zpool_import import_vdev
 	step verify_live check_sums /tank /tmp/state/live.sums
