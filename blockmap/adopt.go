@@ -73,7 +73,7 @@ func (d *Device) adoptBlock(blk int64, buf []byte) (target, error) {
 		switch {
 		case b.buf != nil && b.loan == nil:
 			d.putBuf(b.buf) // replaced: its memory is now buf's
-		case !d.roomForWrite():
+		case !d.roomForWrite(b):
 			if err := d.waitForRoom(); err != nil {
 				d.putBuf(buf)
 				return target{}, err

@@ -210,7 +210,7 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 			d.settle(b)
 			return t, nil
 		}
-		if (b.buf == nil || b.loan != nil) && !d.roomForWrite() {
+		if (b.buf == nil || b.loan != nil) && !d.roomForWrite(b) {
 			if err := d.waitForRoom(); err != nil {
 				return target{}, err
 			}

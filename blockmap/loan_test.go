@@ -164,3 +164,57 @@ func TestLendsDoNotWaitForEachOther(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestWriteToLentLeastRecentBlock: a write to a clean block that a reply
+// has borrowed takes a new buffer, and the room for it must come from
+// another block, not from evicting the one being written.
+func TestWriteToLentLeastRecentBlock(t *testing.T) {
+	for _, whole := range []bool{false, true} {
+		t.Run(fmt.Sprintf("whole=%v", whole), func(t *testing.T) {
+			store, _, _ := countingMem()
+			d := testDevice(t, store, Geometry{Size: 8 * mib, BlockSize: mib}, 8*mib)
+			want := pattern(6*mib, 9)
+			if _, err := d.WriteAt(want, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			_, release, err := d.LendAt(0, mib, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Block 0 becomes the least recently used clean block.
+			if _, err := d.ReadAt(make([]byte, 5*mib), mib); err != nil {
+				t.Fatal(err)
+			}
+			if whole {
+				buf := d.BlockBuffer()
+				copy(buf, pattern(mib, 10))
+				copy(want, buf)
+				err = d.WriteBlockBuffer(buf, 0, false)
+			} else {
+				change := pattern(4096, 10)
+				copy(want[8192:], change)
+				_, err = d.WriteAt(change, 8192)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, mib)
+			if _, err := d.ReadAt(got, 0); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want[:mib]) {
+				t.Fatal("block 0 reads wrong after a write to it while lent")
+			}
+			release()
+			if err := d.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(objectBytes(t, store, d.Naming().Key(0)), want[:mib]) {
+				t.Fatal("block 0's object is wrong after a write to it while lent")
+			}
+		})
+	}
+}

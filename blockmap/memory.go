@@ -30,14 +30,20 @@ func (d *Device) dropFetchBuf(buf []byte) { d.putBuf(buf) }
 
 // roomFor reports whether one more buffer fits, evicting the least recently
 // used clean block if that is what it takes.
-func (d *Device) roomFor() bool { return d.roomLeaving(0) }
+func (d *Device) roomFor() bool { return d.roomLeaving(0, nil) }
 
-// roomForWrite is roomFor for a buffer that a write will dirty.
-func (d *Device) roomForWrite() bool { return d.roomLeaving(d.uploadReserve) }
+// roomForWrite is roomFor for a buffer that a write to b will dirty. b
+// itself is not evicted: a clean block whose buffer is lent takes a new
+// buffer to be written, and evicting it would leave the writer holding a
+// block that is no longer in the map.
+func (d *Device) roomForWrite(b *block) bool { return d.roomLeaving(d.uploadReserve, b) }
 
-func (d *Device) roomLeaving(reserve int64) bool {
+func (d *Device) roomLeaving(reserve int64, keep *block) bool {
 	for d.memUsed+d.geo.BlockSize+reserve > d.cfg.CacheSize {
 		e := d.clean.Front()
+		if e != nil && e.Value == keep {
+			e = e.Next()
+		}
 		if e == nil {
 			return false
 		}
