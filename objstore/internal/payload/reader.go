@@ -50,6 +50,38 @@ func (r *Reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeToChunk bounds what WriteTo hands w at a time, and so how long
+// Detach may wait for it: w could be a connection.
+const writeToChunk = 64 << 10
+
+// WriteTo lets io.Copy hand the buffer to w (the SDK's checksum hashers)
+// without first copying it into a buffer of its own.
+func (r *Reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		r.mu.Lock()
+		if r.detached {
+			r.mu.Unlock()
+			return total, ErrDetached
+		}
+		if r.off >= int64(len(r.data)) {
+			r.mu.Unlock()
+			return total, nil
+		}
+		chunk := r.data[r.off:min(r.off+writeToChunk, int64(len(r.data)))]
+		n, err := w.Write(chunk)
+		r.off += int64(n)
+		r.mu.Unlock()
+		total += int64(n)
+		if err == nil && n < len(chunk) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 // ReadAt reads as io.ReaderAt does.
 func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
