@@ -3,6 +3,7 @@ package gcsstore
 import (
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,43 @@ func mustName(t *testing.T, err error, names ...string) {
 	for _, name := range names {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %q", err, name)
+		}
+	}
+}
+
+// TestDeletedBucketIsNotAMissingObject: the SDK reports a request on an
+// object of a bucket that is gone as a missing object. A device would read
+// its blocks as zeros and count its deletes as done; the store must say
+// that the bucket is gone instead.
+func TestDeletedBucketIsNotAMissingObject(t *testing.T) {
+	endpoint := testenv.GCSEndpoint(t)
+	ctx := t.Context()
+	client := testenv.GCSClient(t, endpoint)
+	bucket := "objb-deleted-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := client.Bucket(bucket).Create(ctx, "objbacker-test", nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Config{Bucket: bucket, Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const key = "vol/00000000"
+	storetest.MustPut(t, s, key, []byte("block"), objstore.PutOptions{})
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, key); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("Stat of a deleted object in a live bucket = %v; want ErrNotFound", err)
+	}
+	if err := client.Bucket(bucket).Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, getErr := s.Get(ctx, key, 0, -1)
+	_, statErr := s.Stat(ctx, key)
+	for op, err := range map[string]error{"Get": getErr, "Stat": statErr, "Delete": s.Delete(ctx, key)} {
+		if !errors.Is(err, objstore.ErrBucketNotFound) || errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("%s in a deleted bucket = %v; want ErrBucketNotFound, not ErrNotFound", op, err)
 		}
 	}
 }

@@ -33,7 +33,7 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		return rangeread.Empty(ctx, s.Stat, key)
 	}
 	if err != nil {
-		return nil, objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+		return nil, objstore.Attrs{}, s.objectError(ctx, key, err)
 	}
 	attrs := objstore.Attrs{
 		Size:            r.Attrs.Size,
@@ -100,7 +100,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err == nil {
 		return nil
 	}
-	err = s.keyError(ctx, key, err, objstore.ErrNotFound)
+	err = s.objectError(ctx, key, err)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return nil
 	}
@@ -110,7 +110,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	a, err := s.bucket.Object(key).Attrs(ctx)
 	if err != nil {
-		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+		return objstore.Attrs{}, s.objectError(ctx, key, err)
 	}
 	return objstore.Attrs{
 		Size:            a.Size,
@@ -180,4 +180,20 @@ func lowerKeys(meta map[string]string) map[string]string {
 // keyError classifies err and names the object it concerns.
 func (s *Store) keyError(ctx context.Context, key string, err, missing error) error {
 	return fmt.Errorf("gs://%s/%s: %w", s.name, key, classify(ctx, err, missing))
+}
+
+// objectError is keyError for a request on one object, where the SDK reports
+// a bucket that is gone as a missing object. A device reads a missing block
+// object as zeros and counts a deleted one as done, so before saying "not
+// found" it asks whether the bucket is still there: a deleted bucket must
+// fail reads and deletes, not turn them into zeros and successes.
+func (s *Store) objectError(ctx context.Context, key string, err error) error {
+	err = s.keyError(ctx, key, err, objstore.ErrNotFound)
+	if !errors.Is(err, objstore.ErrNotFound) {
+		return err
+	}
+	if _, berr := s.bucket.Attrs(ctx); errors.Is(berr, storage.ErrBucketNotExist) {
+		return s.keyError(ctx, key, berr, objstore.ErrBucketNotFound)
+	}
+	return err
 }
