@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,36 @@ func mustName(t *testing.T, err error, names ...string) {
 	for _, name := range names {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %q", err, name)
+		}
+	}
+}
+
+// TestDeletedContainer: requests on the objects of a container that is gone
+// fail with ErrBucketNotFound. A missing object instead would make a device
+// read its blocks as zeros and count its deletes as done.
+func TestDeletedContainer(t *testing.T) {
+	endpoint := testenv.AzureEndpoint(t)
+	ctx := t.Context()
+	client := testenv.AzureClient(t, endpoint)
+	name := "objb-deleted-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if _, err := client.CreateContainer(ctx, name, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, Config{Container: name, Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const key = "vol/00000000"
+	storetest.MustPut(t, s, key, []byte("block"), objstore.PutOptions{})
+	if _, err := client.DeleteContainer(ctx, name, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _, getErr := s.Get(ctx, key, 0, -1)
+	_, statErr := s.Stat(ctx, key)
+	for op, err := range map[string]error{"Get": getErr, "Stat": statErr, "Delete": s.Delete(ctx, key)} {
+		if !errors.Is(err, objstore.ErrBucketNotFound) || errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("%s in a deleted container = %v; want ErrBucketNotFound, not ErrNotFound", op, err)
 		}
 	}
 }

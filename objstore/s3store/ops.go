@@ -2,6 +2,7 @@ package s3store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -109,7 +110,17 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return objstore.Attrs{}, s.keyError(ctx, key, err, objstore.ErrNotFound)
+		err = s.keyError(ctx, key, err, objstore.ErrNotFound)
+		// A HEAD answer has no body, so no NoSuchBucket code: a 404 is
+		// all it says, for a missing object and a deleted bucket alike.
+		if errors.Is(err, objstore.ErrNotFound) {
+			if _, berr := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); berr != nil {
+				if berr = s.keyError(ctx, key, berr, objstore.ErrBucketNotFound); errors.Is(berr, objstore.ErrBucketNotFound) {
+					return objstore.Attrs{}, berr
+				}
+			}
+		}
+		return objstore.Attrs{}, err
 	}
 	return objstore.Attrs{
 		Size:            aws.ToInt64(out.ContentLength),

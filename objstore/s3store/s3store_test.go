@@ -105,6 +105,12 @@ func TestBucketRemoved(t *testing.T) {
 	mustBe(t, "Put", err, objstore.ErrBucketNotFound, "NoSuchBucket")
 	err = s.List(t.Context(), "", func(objstore.ObjectInfo) error { return nil })
 	mustBe(t, "List", err, objstore.ErrBucketNotFound, "NoSuchBucket")
+	// A device counts a DELETE that succeeds as a block stored as zeros.
+	err = s.Delete(t.Context(), "k")
+	mustBe(t, "Delete", err, objstore.ErrBucketNotFound, "NoSuchBucket")
+	// A HEAD answer has no error code; the store asks for the bucket.
+	_, err = s.Stat(t.Context(), "k")
+	mustBe(t, "Stat", err, objstore.ErrBucketNotFound, "404")
 }
 
 // TestLargeRangedRead reads a block-sized object in pieces that straddle
