@@ -123,11 +123,5 @@ func TestDeletedBucketIsNotAMissingObject(t *testing.T) {
 	if err := client.Bucket(bucket).Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, _, getErr := s.Get(ctx, key, 0, -1)
-	_, statErr := s.Stat(ctx, key)
-	for op, err := range map[string]error{"Get": getErr, "Stat": statErr, "Delete": s.Delete(ctx, key)} {
-		if !errors.Is(err, objstore.ErrBucketNotFound) || errors.Is(err, objstore.ErrNotFound) {
-			t.Errorf("%s in a deleted bucket = %v; want ErrBucketNotFound, not ErrNotFound", op, err)
-		}
-	}
+	storetest.BucketGone(t, s, key)
 }

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -116,4 +118,23 @@ func differ(got, want []byte) string {
 		}
 	}
 	return "identical"
+}
+
+// BucketGone checks that requests on key in s, whose bucket was deleted,
+// fail with ErrBucketNotFound and not ErrNotFound: a device reads a missing
+// block object as zeros and counts its deletion as done.
+func BucketGone(tb testing.TB, s objstore.Store, key string) {
+	tb.Helper()
+	ctx := context.Background()
+	_, _, getErr := s.Get(ctx, key, 0, -1)
+	_, statErr := s.Stat(ctx, key)
+	deleteErr := s.Delete(ctx, key)
+	for _, r := range []struct {
+		op  string
+		err error
+	}{{"Get", getErr}, {"Stat", statErr}, {"Delete", deleteErr}} {
+		if !errors.Is(r.err, objstore.ErrBucketNotFound) || errors.Is(r.err, objstore.ErrNotFound) {
+			tb.Errorf("%s in a deleted bucket = %v; want ErrBucketNotFound, not ErrNotFound", r.op, r.err)
+		}
+	}
 }
