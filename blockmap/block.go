@@ -71,12 +71,18 @@ func (d *Device) settle(b *block) {
 		}
 		return
 	}
-	d.unlist(b)
 	switch {
 	case b.busy():
+		d.unlist(b)
+	case b.buf != nil && b.elem != nil && !b.inDirty:
+		// Already clean: moving it allocates nothing, where every write to
+		// a volatile device would otherwise allocate a list element.
+		d.clean.MoveToBack(b.elem)
 	case b.buf != nil:
+		d.unlist(b)
 		b.elem = d.clean.PushBack(b)
 	default:
+		d.unlist(b)
 		delete(d.blocks, b.n)
 	}
 }
