@@ -69,6 +69,9 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, paral
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
 	cfg.HashPrefix = hashPrefix
+	// A mem:// store lives in this process: a second copy of the device's
+	// blocks, and a copy per upload, for nothing.
+	cfg.Volatile = isMemURL(storeURL)
 	base, err := storeurl.Open(ctx, storeURL, storeurl.Options{Parallel: parallel})
 	if err != nil {
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
@@ -102,6 +105,11 @@ func splitDeviceParams(raw string) (storeURL string, hashPrefix *bool, err error
 	q.Del("hash_prefix")
 	u.RawQuery = q.Encode()
 	return u.String(), &v, nil
+}
+
+func isMemURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "mem"
 }
 
 // redact drops credentials a URL might carry before it reaches a log.

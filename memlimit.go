@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strings"
 
 	"github.com/objbacker/objbacker/blockmap"
 	"github.com/objbacker/objbacker/internal/inflight"
@@ -18,9 +17,9 @@ import (
 const (
 	heapBase      = inflight.DefaultBudget + 20<<20
 	heapPerExport = 1 << 20
-	// heapPerMemBlock is what a mem:// store keeps in the heap per block
-	// stored, its data being outside it: the map entry, the attributes
-	// and their metadata map.
+	// heapPerMemBlock is what a mem:// device keeps in the heap per block
+	// written, its data being outside it: the block's entry in the
+	// device's table, which never evicts it (blockmap.Config.Volatile).
 	heapPerMemBlock = 512
 )
 
@@ -28,7 +27,7 @@ const (
 // so that the garbage collector keeps the process near its cache sizes plus
 // a fixed overhead. The limit grows with each export's presence bitmap (one
 // bit per block, at most), which a large device may need, and with what a
-// mem:// store keeps in the heap for each block. An operator's GOMEMLIMIT
+// mem:// device keeps in the heap for each block. An operator's GOMEMLIMIT
 // wins.
 func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
@@ -38,7 +37,7 @@ func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 	for _, e := range exports {
 		blocks := e.device.Geometry().Blocks()
 		limit += heapPerExport + blocks/8
-		if strings.HasPrefix(e.spec.URL, "mem:") {
+		if isMemURL(e.spec.URL) {
 			limit += blocks * heapPerMemBlock
 		}
 	}

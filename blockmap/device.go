@@ -39,6 +39,14 @@ type Config struct {
 	// CacheSize bounds the memory held in block buffers, clean and dirty.
 	// Writers wait (back-pressure) when dirty blocks fill it.
 	CacheSize int64
+	// Volatile keeps written blocks in the device's buffers only, never in
+	// the store: a RAM disk (mem://), whose in-process store would hold a
+	// second copy of the same bytes and cost a copy per upload. Nothing is
+	// written back, so a FLUSH has nothing to wait for; no block is
+	// evicted, so CacheSize does not apply and the memory grows with the
+	// blocks written, up to the device size. The store keeps the device's
+	// geometry and mount marker, and blocks already in it are read once.
+	Volatile bool
 	// Parallel bounds the store requests in flight.
 	Parallel int
 	// ReadAhead is how many blocks a sequential reader fetches ahead.

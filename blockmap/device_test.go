@@ -421,3 +421,52 @@ func TestConcurrentModel(t *testing.T) {
 		}
 	}
 }
+
+// TestVolatileDevice: a volatile device (mem://) keeps every block written
+// in its own buffers, whatever the cache size, and nothing in the store: a
+// FLUSH has nothing to do, and a trim turns a block back into zeros.
+func TestVolatileDevice(t *testing.T) {
+	store, _, _ := countingMem()
+	g := Geometry{Size: 16 * mib, BlockSize: mib}
+	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 4 * mib, Volatile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	want := pattern(16*mib, 13)
+	for i := range int64(8) {
+		buf := d.BlockBuffer()
+		copy(buf, want[i*mib:])
+		if err := d.WriteBlockBuffer(buf, i*mib, i == 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.WriteAt(want[8*mib:], 8*mib); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Trim(3*mib, mib); err != nil {
+		t.Fatal(err)
+	}
+	clear(want[3*mib : 4*mib])
+	if _, err := d.WriteAt(want[3*mib+4096:3*mib+8192], 3*mib+4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 16*mib)
+	if _, err := d.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatal("a volatile device reads back other bytes than written")
+	}
+	for n := range int64(16) {
+		if exists(t, store, d.Naming().Key(n)) {
+			t.Fatalf("a volatile device stored block %d", n)
+		}
+	}
+	if st := d.Stats(); st.Puts != 0 || st.Evictions != 0 {
+		t.Fatalf("a volatile device made %d block uploads and %d evictions; its buffers are the only copy", st.Puts, st.Evictions)
+	}
+}

@@ -261,6 +261,11 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 
 func (d *Device) markDirty(b *block) {
 	b.version++
+	if d.cfg.Volatile {
+		// As durable as this device gets.
+		b.durable = b.version
+		return
+	}
 	if !b.dirty {
 		b.dirty = true
 		b.dirtySince = time.Now()
@@ -299,6 +304,10 @@ func (d *Device) holeBlock(blk int64) {
 	}
 	if b.buf != nil {
 		d.letGo(b)
+	}
+	if d.cfg.Volatile {
+		// No upload deletes its object: the hole must not read it again.
+		d.present.set(blk, false)
 	}
 	b.full, b.valid = true, sectorSet{}
 	d.markDirty(b)

@@ -39,6 +39,10 @@ func (d *Device) roomFor() bool { return d.roomLeaving(0, nil) }
 func (d *Device) roomForWrite(b *block) bool { return d.roomLeaving(d.uploadReserve, b) }
 
 func (d *Device) roomLeaving(reserve int64, keep *block) bool {
+	if d.cfg.Volatile {
+		// The buffers are the only copy of the blocks.
+		return true
+	}
 	for d.memUsed+d.geo.BlockSize+reserve > d.cfg.CacheSize {
 		e := d.clean.Front()
 		if e != nil && e.Value == keep {

@@ -14,6 +14,8 @@ import (
 // always ends with the latest version.
 func (d *Device) enqueue(b *block) {
 	switch {
+	case d.cfg.Volatile:
+		// Nothing is written back.
 	case b.uploading:
 		b.wantUpload = true
 	case b.queued:
