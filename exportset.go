@@ -32,7 +32,7 @@ func exportFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "export", Usage: "`NAME=URL` of an export (repeatable)", EnvVars: []string{"OBJBACKER_EXPORT"}},
 		&cli.StringFlag{Name: "size", Usage: "device `SIZE` for a bucket that records none (e.g. 100G)", EnvVars: []string{"OBJBACKER_SIZE"}},
 		&cli.StringFlag{Name: "block-size", Usage: "block (object) `SIZE`, a power of two from 4K to 64M; default 1M for a new bucket", EnvVars: []string{"OBJBACKER_BLOCK_SIZE"}},
-		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory `SIZE` for cached and dirty blocks, per export", EnvVars: []string{"OBJBACKER_CACHE_SIZE"}},
+		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory `SIZE` for cached and dirty blocks, per export (a mem:// export keeps every block)", EnvVars: []string{"OBJBACKER_CACHE_SIZE"}},
 		&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "store requests in flight per export", EnvVars: []string{"OBJBACKER_PARALLEL"}},
 		&cli.IntFlag{Name: "read-ahead", Value: blockmap.DefaultReadAhead, Usage: "blocks fetched ahead of a sequential reader (0: default, -1: off)", EnvVars: []string{"OBJBACKER_READ_AHEAD"}},
 		&cli.DurationFlag{Name: "write-delay", Value: blockmap.DefaultWriteDelay, Usage: "longest time a partly written block waits for more writes before it is uploaded", EnvVars: []string{"OBJBACKER_WRITE_DELAY"}},
