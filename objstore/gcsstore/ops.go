@@ -185,15 +185,16 @@ func (s *Store) keyError(ctx context.Context, key string, err, missing error) er
 // objectError is keyError for a request on one object, where the SDK reports
 // a bucket that is gone as a missing object. A device reads a missing block
 // object as zeros and counts a deleted one as done, so before saying "not
-// found" it asks whether the bucket is still there: a deleted bucket must
-// fail reads and deletes, not turn them into zeros and successes.
+// found" it asks whether the bucket is still there, as Open does (probe): a
+// deleted bucket must fail reads and deletes, not turn them into zeros and
+// successes.
 func (s *Store) objectError(ctx context.Context, key string, err error) error {
 	err = s.keyError(ctx, key, err, objstore.ErrNotFound)
 	if !errors.Is(err, objstore.ErrNotFound) {
 		return err
 	}
-	if _, berr := s.bucket.Attrs(ctx); errors.Is(berr, storage.ErrBucketNotExist) {
-		return s.keyError(ctx, key, berr, objstore.ErrBucketNotFound)
+	if perr := s.probe(ctx); errors.Is(perr, objstore.ErrBucketNotFound) {
+		return fmt.Errorf("gs://%s/%s: %w", s.name, key, perr)
 	}
 	return err
 }

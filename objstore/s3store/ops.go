@@ -114,10 +114,8 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 		// A HEAD answer has no body, so no NoSuchBucket code: a 404 is
 		// all it says, for a missing object and a deleted bucket alike.
 		if errors.Is(err, objstore.ErrNotFound) {
-			if _, berr := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); berr != nil {
-				if berr = s.keyError(ctx, key, berr, objstore.ErrBucketNotFound); errors.Is(berr, objstore.ErrBucketNotFound) {
-					return objstore.Attrs{}, berr
-				}
+			if perr := s.probe(ctx); errors.Is(perr, objstore.ErrBucketNotFound) {
+				return objstore.Attrs{}, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, perr)
 			}
 		}
 		return objstore.Attrs{}, err

@@ -97,11 +97,20 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	})
 	s := &Store{client: client, transport: transport, bucket: cfg.Bucket}
-	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
+	if err := s.probe(ctx); err != nil {
 		transport.CloseIdleConnections()
-		return nil, fmt.Errorf("s3store: %s: %w", where, classify(ctx, err, objstore.ErrBucketNotFound))
+		return nil, fmt.Errorf("s3store: %s: %w", where, err)
 	}
 	return s, nil
+}
+
+// probe asks for the bucket (HEAD), at Open and when a HEAD of an object
+// answers a bare 404; a missing bucket is ErrBucketNotFound.
+func (s *Store) probe(ctx context.Context) error {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
+		return classify(ctx, err, objstore.ErrBucketNotFound)
+	}
+	return nil
 }
 
 // Close drops idle connections; requests still running finish normally.
