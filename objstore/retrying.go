@@ -137,17 +137,44 @@ func (r *retrying) Stat(ctx context.Context, key string) (Attrs, error) {
 // caller's callback is never mistaken for the store's and retried.
 var errCallback = errors.New("list callback failed")
 
-// List restarts a listing that failed part-way, skipping the keys fn has
-// already seen: listings are in key order, so those are the keys up to the
-// last one delivered.
+// List delivers every key the store lists, in the store's order. After a
+// transient failure part-way it lists again and skips what the earlier
+// attempts delivered, which it can tell only while every key delivered was
+// strictly ascending, as stores promise: then the keys the store lists
+// again, in order, up to the last one delivered are the ones delivered, and
+// every key after that point is new, whatever its order. A listing seen
+// out of order (a misbehaving S3-compatible server or proxy, a key damaged
+// on plain HTTP) is logged, and a retry after it starts over without
+// skipping anything, so fn may see a key twice and must be idempotent. A
+// key that was not delivered is never skipped: one out-of-order key must not
+// hide the keys after it.
 func (r *retrying) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	var last string
-	var delivered bool
-	var fnErr error
+	var (
+		last      string // the last key delivered
+		delivered bool   // whether any key has been
+		ascending = true // whether every delivered key came after the one before
+		fnErr     error
+	)
 	err := r.do(ctx, "list", prefix, func() error {
+		resume, after := delivered && ascending, last
+		var skipped string // the last key this attempt skipped
 		return r.next.List(ctx, prefix, func(info ObjectInfo) error {
-			if delivered && info.Key <= last {
-				return nil
+			if resume {
+				if info.Key < after && info.Key > skipped {
+					skipped = info.Key
+					return nil
+				}
+				// Past the resume point, or out of order before it: from
+				// here on nothing is known to have been delivered.
+				resume = false
+				if info.Key == after {
+					return nil
+				}
+			}
+			if ascending && delivered && info.Key <= last {
+				ascending = false // and logged once
+				r.log.LogAttrs(ctx, slog.LevelWarn, "object store listed keys out of order; a retried listing will start over",
+					slog.String("prefix", prefix), slog.String("key", info.Key), slog.String("after", last))
 			}
 			if fnErr = fn(info); fnErr != nil {
 				return errCallback

@@ -346,3 +346,83 @@ func TestRetryingNeverRetriesListCallbackErrors(t *testing.T) {
 		t.Errorf("%d listings; want 1", got)
 	}
 }
+
+// scriptedListing lists keys in the order given, however wrong, and fails
+// its attempt-th listing (0 first) after cuts[attempt] keys; attempts
+// beyond cuts list everything.
+type scriptedListing struct {
+	objstore.Store
+	keys     []string
+	cuts     []int
+	attempts int
+}
+
+func (s *scriptedListing) List(_ context.Context, _ string, fn func(objstore.ObjectInfo) error) error {
+	attempt := s.attempts
+	s.attempts++
+	for i, key := range s.keys {
+		if attempt < len(s.cuts) && i == s.cuts[attempt] {
+			return objstore.Transient(errBoom)
+		}
+		if err := fn(objstore.ObjectInfo{Key: key}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestRetryingListNeverSkipsUndeliveredKeys: a listing out of order or with
+// a damaged key, with or without failures part-way, still delivers every
+// key at least once, and says when the store listed out of order.
+func TestRetryingListNeverSkipsUndeliveredKeys(t *testing.T) {
+	ascending := []string{"b/1", "b/2", "b/3", "b/4", "b/5", "b/6"}
+	// "b/3" with a byte flipped in flight sorts after every other key.
+	damaged := []string{"b/1", "b/2", "b/s", "b/4", "b/5", "b/6"}
+	swapped := []string{"b/1", "b/2", "b/4", "b/3", "b/5", "b/6"}
+	for _, tc := range []struct {
+		name       string
+		keys       []string
+		cuts       []int
+		outOfOrder bool
+		exactlyOne bool // each key delivered once
+	}{
+		{"ascending, no failure", ascending, nil, false, true},
+		{"ascending, failure part-way", ascending, []int{3}, false, true},
+		{"ascending, failures before any key", ascending, []int{0, 0}, false, true},
+		{"damaged key", damaged, nil, true, true},
+		{"swapped keys", swapped, nil, true, true},
+		{"damaged key, failure after it", damaged, []int{5}, true, false},
+		{"damaged key, failure before it", damaged, []int{1}, true, true},
+		{"swapped keys, failure after them", swapped, []int{4}, true, false},
+		{"swapped keys, failures after them twice", swapped, []int{4, 5}, true, false},
+		{"swapped keys, failure between them", swapped, []int{3}, true, false},
+		{"damaged key, failure at the wrong key, then after it", damaged, []int{2, 5}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &scriptedListing{keys: tc.keys, cuts: tc.cuts}
+			log, records := logged(t)
+			seen := map[string]int{}
+			err := objstore.Retrying(store, tiny, log).List(t.Context(), "b/", func(info objstore.ObjectInfo) error {
+				seen[info.Key]++
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("List: %v", err)
+			}
+			for _, key := range tc.keys {
+				if seen[key] == 0 || tc.exactlyOne && seen[key] != 1 {
+					t.Errorf("key %s delivered %d times; want %s", key, seen[key], map[bool]string{true: "once", false: "at least once"}[tc.exactlyOne])
+				}
+			}
+			warned := 0
+			for _, rec := range records() {
+				if strings.Contains(fmt.Sprint(rec["msg"]), "out of order") {
+					warned++
+				}
+			}
+			if tc.outOfOrder && warned != 1 || !tc.outOfOrder && warned != 0 {
+				t.Errorf("logged %d out-of-order warnings; want %d", warned, map[bool]int{true: 1}[tc.outOfOrder])
+			}
+		})
+	}
+}
