@@ -47,7 +47,10 @@ func classify(ctx context.Context, err error, missing error) error {
 		return kind(objstore.ErrPreconditionFailed, err)
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return kind(objstore.ErrAccessDenied, err)
-	case status != 0 && retryableStatus(status),
+	// The bytes do not match the MD5 or CRC64 sent with them: damaged on
+	// the way, and a retry sends them again from the caller's intact buffer.
+	case bloberror.HasCode(err, bloberror.MD5Mismatch, bloberror.CRC64Mismatch),
+		status != 0 && retryableStatus(status),
 		status == 0 && httpnet.IsTransient(err):
 		return objstore.Transient(err)
 	}

@@ -48,6 +48,10 @@ func answerUpload(t *testing.T, w http.ResponseWriter, name string) {
 		azureError(w, http.StatusTooManyRequests, "TooManyRequests")
 	case "internal":
 		azureError(w, http.StatusInternalServerError, "InternalError")
+	case "md5mismatch":
+		azureError(w, http.StatusBadRequest, "Md5Mismatch")
+	case "crc64mismatch":
+		azureError(w, http.StatusBadRequest, "Crc64Mismatch")
 	case "notimplemented":
 		azureError(w, http.StatusNotImplemented, "NotImplemented")
 	case "badrequest":
@@ -103,6 +107,9 @@ func TestErrorClassification(t *testing.T) {
 		{"throttled", true, nil, "TooManyRequests"},
 		{"internal", true, nil, "InternalError"},
 		{"dropped", true, nil, "EOF"},
+		// Bytes damaged on the way: sending them again may pass.
+		{"md5mismatch", true, nil, "Md5Mismatch"},
+		{"crc64mismatch", true, nil, "Crc64Mismatch"},
 		{"notimplemented", false, nil, "NotImplemented"},
 		{"badrequest", false, nil, "InvalidHeaderValue"},
 		{"denied", false, objstore.ErrAccessDenied, "AuthorizationPermissionMismatch"},

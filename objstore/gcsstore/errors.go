@@ -29,8 +29,10 @@ func classify(ctx context.Context, err error, missing error) error {
 		return classifyToken(tokenErr, err)
 	}
 	var status int
+	var damaged bool
 	if apiErr, ok := errors.AsType[*googleapi.Error](err); ok {
 		status = apiErr.Code
+		damaged = isDamaged(apiErr)
 	}
 	switch {
 	case errors.Is(err, storage.ErrBucketNotExist):
@@ -41,7 +43,7 @@ func classify(ctx context.Context, err error, missing error) error {
 		return kind(objstore.ErrPreconditionFailed, err)
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return kind(objstore.ErrAccessDenied, err)
-	case status != 0 && retryableStatus(status),
+	case status != 0 && retryableStatus(status), damaged,
 		status == 0 && (httpnet.IsTransient(err) || storage.ShouldRetry(err)):
 		return objstore.Transient(err)
 	}
@@ -69,6 +71,16 @@ func classifyToken(tokenErr *auth.Error, err error) error {
 func retryableStatus(status int) bool {
 	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests ||
 		(status >= 500 && status != http.StatusNotImplemented)
+}
+
+// isDamaged recognises GCS's answer to an upload whose bytes do not match
+// the MD5 or CRC32C sent with them, a 400 saying `Provided CRC32C "…"
+// doesn't match calculated CRC32C "…".` (or `Provided MD5 hash …`): the
+// bytes were damaged on the way, and a retry sends them again from the
+// caller's intact buffer. The reason, "invalid", is shared with every other
+// bad request, so only the message tells.
+func isDamaged(apiErr *googleapi.Error) bool {
+	return apiErr.Code == http.StatusBadRequest && strings.Contains(apiErr.Message, "doesn't match calculated")
 }
 
 func kind(sentinel, err error) error { return fmt.Errorf("%w: %w", sentinel, err) }

@@ -51,6 +51,10 @@ func answerUpload(t *testing.T, w http.ResponseWriter, name string) {
 		gcsError(w, http.StatusServiceUnavailable, "backendError")
 	case "internal":
 		gcsError(w, http.StatusInternalServerError, "internalError")
+	case "crcmismatch":
+		gcsErrorText(w, http.StatusBadRequest, "invalid", `Provided CRC32C \"AAAAAA==\" doesn't match calculated CRC32C \"2HvlZg==\".`)
+	case "md5mismatch":
+		gcsErrorText(w, http.StatusBadRequest, "invalid", `Provided MD5 hash \"1B2M2Y8AsgTpgAmY7PhCfg==\" doesn't match calculated MD5 hash \"kAFQmDzST7DWlj99KOF/cg==\".`)
 	case "notimplemented":
 		gcsError(w, http.StatusNotImplemented, "notImplemented")
 	case "badrequest":
@@ -72,9 +76,14 @@ func answerUpload(t *testing.T, w http.ResponseWriter, name string) {
 }
 
 func gcsError(w http.ResponseWriter, status int, reason string) {
+	gcsErrorText(w, status, reason, "fake "+reason)
+}
+
+// gcsErrorText answers as GCS does; message is JSON-escaped already.
+func gcsErrorText(w http.ResponseWriter, status int, reason, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":{"code":%d,"message":"fake %s","errors":[{"reason":%q,"message":"fake %s"}]}}`, status, reason, reason, reason)
+	fmt.Fprintf(w, `{"error":{"code":%d,"message":"%s","errors":[{"reason":%q,"message":"%s","domain":"global"}]}}`, status, message, reason, message)
 }
 
 func TestErrorClassification(t *testing.T) {
@@ -93,6 +102,9 @@ func TestErrorClassification(t *testing.T) {
 		{"unavailable", true, nil, "backendError"},
 		{"internal", true, nil, "internalError"},
 		{"dropped", true, nil, "EOF"},
+		// Bytes damaged on the way: sending them again may pass.
+		{"crcmismatch", true, nil, "doesn't match calculated CRC32C"},
+		{"md5mismatch", true, nil, "doesn't match calculated MD5"},
 		{"notimplemented", false, nil, "notImplemented"},
 		{"badrequest", false, nil, "invalid"},
 		{"denied", false, objstore.ErrAccessDenied, "forbidden"},

@@ -22,6 +22,19 @@ var accessCodes = map[string]bool{
 	"SignatureDoesNotMatch": true,
 }
 
+// damagedCodes are S3's answers to a body or checksum header that does not
+// match what the client computed: the bytes were damaged on the way, and a
+// retry sends them again from the caller's intact buffer. (InvalidDigest is
+// a checksum header that does not even parse, damage to the header itself;
+// XAmzContentChecksumMismatch is MinIO's name for a flexible checksum that
+// does not match.)
+var damagedCodes = map[string]bool{
+	"BadDigest":                   true,
+	"InvalidDigest":               true,
+	"XAmzContentSHA256Mismatch":   true,
+	"XAmzContentChecksumMismatch": true,
+}
+
 // sdkRetryables is the SDK's own judgement of which failures are worth
 // retrying: connection refused or reset, timeouts, 500/502/503/504,
 // throttling codes such as SlowDown. Its retry loop is off; the verdict is
@@ -73,6 +86,8 @@ func isTransient(err error, code string, status int) bool {
 	case code == "ConditionalRequestConflict":
 		// S3's answer to a conditional write racing another: retrying gives
 		// the definite 200 or 412.
+		return true
+	case damagedCodes[code]:
 		return true
 	case status >= 500 && status != http.StatusNotImplemented:
 		return true

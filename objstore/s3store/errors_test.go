@@ -31,6 +31,14 @@ func fakeS3(t *testing.T) string {
 			s3Error(w, http.StatusInternalServerError, "InternalError")
 		case "/conflict":
 			s3Error(w, http.StatusConflict, "ConditionalRequestConflict")
+		case "/baddigest":
+			s3Error(w, http.StatusBadRequest, "BadDigest")
+		case "/invaliddigest":
+			s3Error(w, http.StatusBadRequest, "InvalidDigest")
+		case "/sha256mismatch":
+			s3Error(w, http.StatusBadRequest, "XAmzContentSHA256Mismatch")
+		case "/checksummismatch":
+			s3Error(w, http.StatusBadRequest, "XAmzContentChecksumMismatch")
 		case "/notimplemented":
 			s3Error(w, http.StatusNotImplemented, "NotImplemented")
 		case "/badrequest":
@@ -86,6 +94,11 @@ func TestErrorClassification(t *testing.T) {
 		{"internal", true, nil, "InternalError"},
 		{"conflict", true, nil, "ConditionalRequestConflict"},
 		{"dropped", true, nil, "request send failed"},
+		// A body or checksum damaged on the way: sending it again may pass.
+		{"baddigest", true, nil, "BadDigest"},
+		{"invaliddigest", true, nil, "InvalidDigest"},
+		{"sha256mismatch", true, nil, "XAmzContentSHA256Mismatch"},
+		{"checksummismatch", true, nil, "XAmzContentChecksumMismatch"},
 		{"notimplemented", false, nil, "NotImplemented"},
 		{"badrequest", false, nil, "InvalidArgument"},
 		{"denied", false, objstore.ErrAccessDenied, "AccessDenied"},
