@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // hasChecksum reports whether the response carries a checksum the SDK
@@ -18,6 +19,22 @@ func hasChecksum(out *s3.GetObjectOutput) bool {
 // is internal to the SDK.
 func isChecksumMismatch(err error) bool {
 	return strings.Contains(err.Error(), "checksum did not match")
+}
+
+// etagIsMD5 reports whether the ETag of a single-part object may be the MD5
+// of its bytes: AWS documents that it is not for objects encrypted with
+// SSE-KMS (or its dual-layer form) or with a customer-provided key (SSE-C),
+// which would otherwise all read as corrupt. SSE-S3 (AES256) and
+// unencrypted objects keep the MD5.
+func etagIsMD5(out *s3.GetObjectOutput) bool {
+	switch {
+	case out.SSECustomerAlgorithm != nil:
+		return false
+	case out.ServerSideEncryption == types.ServerSideEncryptionAwsKms,
+		out.ServerSideEncryption == types.ServerSideEncryptionAwsKmsDsse:
+		return false
+	}
+	return true
 }
 
 // etagMD5 returns the MD5 a single-part ETag holds. Multipart ETags

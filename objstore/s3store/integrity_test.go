@@ -2,12 +2,15 @@ package s3store
 
 import (
 	"bytes"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,5 +114,66 @@ func rawPut(t *testing.T, endpoint, bucket, key string, data []byte) {
 	}
 	if head.ChecksumCRC32 != nil || head.ChecksumCRC64NVME != nil || strings.Contains(aws.ToString(head.ETag), "-") {
 		t.Fatalf("the s3backer-style object has a checksum or a multipart ETag: %+v", head)
+	}
+}
+
+// TestEncryptedObjectETags: the ETag of an object encrypted with SSE-KMS or
+// SSE-C is no MD5 of its bytes, and must not fail their reads as corrupt;
+// that of an SSE-S3 or unencrypted object is, and a mismatch still must.
+func TestEncryptedObjectETags(t *testing.T) {
+	fakeCredentials(t)
+	body := []byte("block bytes")
+	other := md5.Sum([]byte("other bytes")) // an MD5-shaped ETag that is not this body's
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := strings.TrimPrefix(r.URL.Path, "/bucket/")
+		if r.URL.Path == "/bucket" || r.URL.Path == "/bucket/" {
+			return // HeadBucket at Open
+		}
+		switch key {
+		case "sse-kms":
+			w.Header().Set("x-amz-server-side-encryption", "aws:kms")
+		case "sse-kms-dsse":
+			w.Header().Set("x-amz-server-side-encryption", "aws:kms:dsse")
+		case "sse-c":
+			w.Header().Set("x-amz-server-side-encryption-customer-algorithm", "AES256")
+			w.Header().Set("x-amz-server-side-encryption-customer-key-MD5", "ZjY0Y2I0NmUwYjA4NjQ1Mg==")
+		case "sse-s3":
+			w.Header().Set("x-amz-server-side-encryption", "AES256")
+		case "plain":
+		default:
+			t.Errorf("fake S3: unexpected %s %s", r.Method, r.URL)
+		}
+		w.Header().Set("ETag", `"`+hex.EncodeToString(other[:])+`"`)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	defer srv.Close()
+	s, err := Open(t.Context(), Config{Bucket: "bucket", Endpoint: srv.URL, PathStyle: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	for _, tc := range []struct {
+		key     string
+		corrupt bool
+	}{
+		{"sse-kms", false},
+		{"sse-kms-dsse", false},
+		{"sse-c", false},
+		{"sse-s3", true},
+		{"plain", true},
+	} {
+		rc, _, err := s.Get(t.Context(), tc.key, 0, -1)
+		if err != nil {
+			t.Fatalf("Get(%s): %v", tc.key, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		switch {
+		case tc.corrupt && !errors.Is(err, objstore.ErrCorrupt):
+			t.Errorf("%s: read with an ETag not the body's MD5 = %v; want ErrCorrupt", tc.key, err)
+		case !tc.corrupt && (err != nil || !bytes.Equal(got, body)):
+			t.Errorf("%s: read = %q, %v; want the body: the ETag of such an object is no MD5", tc.key, got, err)
+		}
 	}
 }

@@ -46,10 +46,11 @@ func (s *Store) Get(ctx context.Context, key string, off, n int64) (io.ReadClose
 		attrs.Size = total
 	}
 	var rc io.ReadCloser = out.Body
-	if off == 0 && n < 0 && !hasChecksum(out) {
+	if off == 0 && n < 0 && !hasChecksum(out) && etagIsMD5(out) {
 		// The SDK validates objects stored with a checksum, which is what
 		// we write. Objects without one (s3backer's: it sends Content-MD5)
-		// are checked against a single-part ETag, the MD5 of the bytes.
+		// are checked against a single-part ETag, the MD5 of the bytes,
+		// unless their encryption makes the ETag something else.
 		rc = rangeread.VerifyMD5(rc, etagMD5(attrs.ETag), attrs.Size, "ETag")
 	}
 	return &rangeread.Body{
