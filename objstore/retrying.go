@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -44,7 +45,8 @@ func (p RetryPolicy) backoff(retry int) time.Duration {
 
 // Retrying wraps store so that calls failing with a transient error (see
 // IsTransient) are retried with exponential backoff, each retry logged at
-// Warn on log (nil: no logging). Other errors, ErrNotFound and
+// Warn on log (nil: no logging); so are reads of a Get's body that break
+// off part-way, which resume where they broke off. Other errors, ErrNotFound and
 // ErrPreconditionFailed among them, return at once, and so does a done
 // context, with its error wrapping the last failure's message.
 //
@@ -79,25 +81,36 @@ func (r *retrying) do(ctx context.Context, op, key string, call func() error) er
 			return fmt.Errorf("%s %q: giving up after %d attempts: %w", op, key, attempt, err)
 		case attempt == r.policy.Attempts:
 			return err
-		case ctx.Err() != nil:
-			return fmt.Errorf("%s %q: %w (after %d attempts, last error: %v)", op, key, ctx.Err(), attempt, err)
 		}
-		delay := r.policy.backoff(attempt)
-		r.log.LogAttrs(ctx, slog.LevelWarn, "object store call failed, retrying",
-			slog.String("op", op), slog.String("key", key), slog.Int("attempt", attempt),
-			slog.Int("attempts", r.policy.Attempts), slog.Duration("delay", delay), slog.Any("err", err))
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("%s %q: %w (after %d attempts, last error: %v)", op, key, ctx.Err(), attempt, err)
-		case <-timer.C:
+		if err := r.pause(ctx, op, key, attempt, err); err != nil {
+			return err
 		}
 	}
 }
 
-// Get retries only obtaining the reader: a failure while reading the body
-// is the caller's, who knows how much it has consumed.
+// pause logs the attempt-th failure, err, and waits before the next
+// attempt; it returns an error wrapping the context's, and naming err, if
+// the context ends first.
+func (r *retrying) pause(ctx context.Context, op, key string, attempt int, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s %q: %w (after %d attempts, last error: %v)", op, key, ctx.Err(), attempt, err)
+	}
+	delay := r.policy.backoff(attempt)
+	r.log.LogAttrs(ctx, slog.LevelWarn, "object store call failed, retrying",
+		slog.String("op", op), slog.String("key", key), slog.Int("attempt", attempt),
+		slog.Int("attempts", r.policy.Attempts), slog.Duration("delay", delay), slog.Any("err", err))
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%s %q: %w (after %d attempts, last error: %v)", op, key, ctx.Err(), attempt, err)
+	case <-timer.C:
+		return nil
+	}
+}
+
+// Get retries obtaining the reader, and the reader it returns resumes a
+// body cut short by a transient error (see resumingBody).
 func (r *retrying) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, Attrs, error) {
 	var rc io.ReadCloser
 	var a Attrs
@@ -105,7 +118,120 @@ func (r *retrying) Get(ctx context.Context, key string, off, n int64) (io.ReadCl
 		rc, a, err = r.next.Get(ctx, key, off, n)
 		return err
 	})
-	return rc, a, err
+	if err != nil {
+		return rc, a, err
+	}
+	return &resumingBody{r: r, ctx: ctx, key: key, off: off, n: n, etag: a.ETag, body: rc}, a, nil
+}
+
+// resumingBody reads a Get's body and, when the body breaks off with a
+// transient error, gets it again with backoff and carries on where it
+// broke off, within the retry policy: Attempts bounds the calls made
+// without delivering a byte.
+//
+// It asks again for the same range, not for the rest: a driver checks a
+// whole-object body against the checksum the store keeps for it and fails
+// the end of the body with ErrCorrupt, and that check must keep covering
+// every byte delivered. So the bytes already delivered are read again and
+// discarded, and must hash the same as what was delivered: the new body's
+// check then vouches for them too. A new ETag means the object was replaced
+// between the two reads, an error rather than a splice of two versions;
+// the same ETag with other bytes means one of the reads was damaged in
+// flight: a transient ErrCorrupt, as the drivers report damage, which a
+// caller answers by reading the whole object again (the bytes it already
+// has may be the damaged ones). ErrCorrupt is never resumed: from the body
+// itself it comes at the end, when every byte is delivered.
+type resumingBody struct {
+	r      *retrying
+	ctx    context.Context
+	key    string
+	off, n int64
+	etag   string
+
+	body      io.ReadCloser // nil once closed
+	delivered int64         // bytes returned by Read
+	sum       maphash.Hash  // of those bytes
+	failures  int           // calls failed since a byte was last delivered
+	err       error         // the failure that ended the read, if any
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	for b.err == nil {
+		n, err := b.body.Read(p)
+		if n > 0 {
+			b.sum.Write(p[:n])
+			b.delivered += int64(n)
+			b.failures = 0
+		}
+		if err == nil || err == io.EOF || !IsTransient(err) || errors.Is(err, ErrCorrupt) {
+			return n, err
+		}
+		b.err = b.resume(err)
+		if n > 0 || b.err != nil {
+			return n, b.err
+		}
+	}
+	return 0, b.err
+}
+
+// resume replaces the body that failed with cause by a new one positioned
+// after the bytes delivered.
+func (b *resumingBody) resume(cause error) error {
+	b.body.Close()
+	b.body = nil
+	for {
+		b.failures++
+		if b.failures >= b.r.policy.Attempts {
+			return fmt.Errorf("get %q: giving up after %d attempts at byte %d of the body: %w", b.key, b.failures, b.delivered, cause)
+		}
+		if err := b.r.pause(b.ctx, "get", b.key, b.failures, cause); err != nil {
+			return err
+		}
+		var err error
+		if b.body, err = b.reopen(); err == nil {
+			return nil
+		}
+		if !IsTransient(err) || errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		cause = err
+	}
+}
+
+// reopen gets the body again and reads past the bytes already delivered,
+// checking that they are the same.
+func (b *resumingBody) reopen() (io.ReadCloser, error) {
+	rc, a, err := b.r.next.Get(b.ctx, b.key, b.off, b.n)
+	if err != nil {
+		return nil, err
+	}
+	if a.ETag != b.etag {
+		rc.Close()
+		return nil, fmt.Errorf("get %q: the object was replaced while being read (ETag %q, then %q after %d bytes)", b.key, b.etag, a.ETag, b.delivered)
+	}
+	var again maphash.Hash
+	again.SetSeed(b.sum.Seed())
+	if _, err := io.CopyN(&again, rc, b.delivered); err != nil {
+		rc.Close()
+		if err == io.EOF {
+			return nil, Transient(fmt.Errorf("get %q: the object ends before the %d bytes already read, under the same ETag %q: %w", b.key, b.delivered, b.etag, ErrCorrupt))
+		}
+		return nil, err
+	}
+	if again.Sum64() != b.sum.Sum64() {
+		rc.Close()
+		return nil, Transient(fmt.Errorf("get %q: the %d bytes read before the body broke off differ from the same object's read again (ETag %q): %w", b.key, b.delivered, b.etag, ErrCorrupt))
+	}
+	return rc, nil
+}
+
+func (b *resumingBody) Close() error {
+	if b.body == nil {
+		return nil
+	}
+	err := b.body.Close()
+	b.body = nil
+	return err
 }
 
 func (r *retrying) Put(ctx context.Context, key string, data []byte, opts PutOptions) (Attrs, error) {

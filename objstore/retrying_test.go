@@ -3,18 +3,22 @@ package objstore_test
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/internal/rangeread"
 	"github.com/objbacker/objbacker/objstore/memstore"
 	"github.com/objbacker/objbacker/objstore/storetest"
 )
@@ -424,5 +428,217 @@ func TestRetryingListNeverSkipsUndeliveredKeys(t *testing.T) {
 				t.Errorf("logged %d out-of-order warnings; want %d", warned, map[bool]int{true: 1}[tc.outOfOrder])
 			}
 		})
+	}
+}
+
+var errReset = errors.New("connection reset by peer")
+
+// cuttingStore is a memstore whose Get bodies are checked like a cloud
+// driver's (a whole-object read against the MD5 of what was put, failing
+// the end with a transient ErrCorrupt) and can be damaged on the way: each
+// Get asks cut where its body breaks off with a transient error (-1: it
+// does not), and flip which byte arrives damaged (-1: none).
+type cuttingStore struct {
+	objstore.Store
+	cut, flip func(get int, size int64) int64
+
+	mu   sync.Mutex
+	gets int
+	sums map[string][]byte
+}
+
+func newCuttingStore() *cuttingStore {
+	never := func(int, int64) int64 { return -1 }
+	return &cuttingStore{Store: memstore.New(), cut: never, flip: never, sums: map[string][]byte{}}
+}
+
+func (s *cuttingStore) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	a, err := s.Store.Put(ctx, key, data, opts)
+	if err == nil {
+		sum := md5.Sum(data)
+		s.mu.Lock()
+		s.sums[key] = sum[:]
+		s.mu.Unlock()
+	}
+	return a, err
+}
+
+func (s *cuttingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	rc, a, err := s.Store.Get(ctx, key, off, n)
+	if err != nil {
+		return rc, a, err
+	}
+	data, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, objstore.Attrs{}, err
+	}
+	s.mu.Lock()
+	get, want := s.gets, s.sums[key]
+	s.gets++
+	s.mu.Unlock()
+	if i := s.flip(get, int64(len(data))); i >= 0 && i < int64(len(data)) {
+		data[i] ^= 0x40
+	}
+	var body io.Reader = bytes.NewReader(data)
+	if i := s.cut(get, int64(len(data))); i >= 0 && i < int64(len(data)) {
+		body = io.MultiReader(bytes.NewReader(data[:i]), iotest.ErrReader(objstore.Transient(errReset)))
+	}
+	verified := io.NopCloser(body)
+	if off == 0 && n < 0 {
+		verified = rangeread.VerifyMD5(verified, want, a.Size, "MD5 of the put")
+	}
+	return &rangeread.Body{ReadCloser: verified, Object: key, Classify: func(err error) error { return err }}, a, nil
+}
+
+func (s *cuttingStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets
+}
+
+// readAll reads key's range through store in reads of uneven sizes.
+func readAll(ctx context.Context, store objstore.Store, key string, off, n int64) ([]byte, error) {
+	rc, _, err := store.Get(ctx, key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var out []byte
+	buf := make([]byte, 7919)
+	for {
+		k, err := rc.Read(buf[:1+len(out)%len(buf)])
+		out = append(out, buf[:k]...)
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// TestRetryingGetResumesCutBodies: with every other body cut short at a
+// random point, whole and ranged reads still deliver exactly the object's
+// bytes, and the driver's whole-body check still runs.
+func TestRetryingGetResumesCutBodies(t *testing.T) {
+	s := newCuttingStore()
+	rng := rand.New(rand.NewPCG(1, 2))
+	s.cut = func(get int, size int64) int64 {
+		if get%2 == 1 || size == 0 {
+			return -1
+		}
+		return rng.Int64N(size)
+	}
+	data := storetest.RandomBytes(256 << 10)
+	storetest.MustPut(t, s, "k", data, objstore.PutOptions{})
+	log, records := logged(t)
+	store := objstore.Retrying(s, tiny, log)
+	for _, r := range []struct{ off, n int64 }{{0, -1}, {0, -1}, {0, -1}, {1000, -1}, {4096, 100000}, {0, 1}} {
+		got, err := readAll(t.Context(), store, "k", r.off, r.n)
+		want := data[r.off:]
+		if r.n >= 0 {
+			want = want[:r.n]
+		}
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("Get(%d, %d) = %d bytes, %v; want the %d bytes of the object", r.off, r.n, len(got), err, len(want))
+		}
+	}
+	resumed := 0
+	for _, rec := range records() {
+		if rec["op"] == "get" && strings.Contains(fmt.Sprint(rec["err"]), "connection reset") {
+			resumed++
+		}
+	}
+	if resumed == 0 {
+		t.Errorf("no resumed read was logged")
+	}
+
+}
+
+// TestRetryingGetChecksDeliveredBytes: bytes delivered before a cut are
+// checked too; damaged ones fail the read as corrupt once the object is
+// read again, though the new body itself is sound.
+func TestRetryingGetChecksDeliveredBytes(t *testing.T) {
+	s := newCuttingStore()
+	storetest.MustPut(t, s, "k", storetest.RandomBytes(10000), objstore.PutOptions{})
+	s.flip = func(get int, size int64) int64 {
+		if get == 0 {
+			return 10
+		}
+		return -1
+	}
+	s.cut = func(get int, size int64) int64 {
+		if get == 0 {
+			return size / 2
+		}
+		return -1
+	}
+	_, err := readAll(t.Context(), objstore.Retrying(s, tiny, nil), "k", 0, -1)
+	if !errors.Is(err, objstore.ErrCorrupt) || !objstore.IsTransient(err) || !strings.Contains(err.Error(), "differ") {
+		t.Errorf("read of a body damaged before its cut = %v; want a transient ErrCorrupt saying the bytes read differ", err)
+	}
+}
+
+// TestRetryingGetPassesCorruption: a body that fails its checksum at the end
+// is not resumed, and its error comes back as the driver gave it.
+func TestRetryingGetPassesCorruption(t *testing.T) {
+	s := newCuttingStore()
+	s.flip = func(int, int64) int64 { return 5 }
+	storetest.MustPut(t, s, "k", storetest.RandomBytes(10000), objstore.PutOptions{})
+	_, err := readAll(t.Context(), objstore.Retrying(s, tiny, nil), "k", 0, -1)
+	if !errors.Is(err, objstore.ErrCorrupt) || !objstore.IsTransient(err) || !strings.Contains(err.Error(), "MD5 of the put") {
+		t.Errorf("read of a damaged body = %v; want the driver's transient ErrCorrupt", err)
+	}
+	if got := s.count(); got != 1 {
+		t.Errorf("%d GETs; want 1: a body that failed its checksum at the end is the caller's to read again", got)
+	}
+}
+
+// TestRetryingGetRefusesAChangedObject: an object replaced between a cut
+// and its resumption fails the read instead of splicing two versions, even
+// when the new version starts with the same bytes.
+func TestRetryingGetRefusesAChangedObject(t *testing.T) {
+	s := newCuttingStore()
+	old := storetest.RandomBytes(10000)
+	storetest.MustPut(t, s, "k", old, objstore.PutOptions{})
+	s.cut = func(get int, size int64) int64 {
+		if get == 0 {
+			// Replaced while the first body is being read.
+			replaced := append(bytes.Clone(old[:6000]), storetest.RandomBytes(4000)...)
+			storetest.MustPut(t, s, "k", replaced, objstore.PutOptions{})
+			return 5000
+		}
+		return -1
+	}
+	got, err := readAll(t.Context(), objstore.Retrying(s, tiny, nil), "k", 0, -1)
+	if err == nil || objstore.IsTransient(err) || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("read of an object replaced mid-body = %d bytes, %v; want a permanent error saying it was replaced", len(got), err)
+	}
+	if !bytes.Equal(got, old[:len(got)]) {
+		t.Errorf("delivered bytes of another version")
+	}
+}
+
+// TestRetryingGetGivesUpWithoutProgress: a body that always breaks off at
+// the same point is retried within the policy, not forever.
+func TestRetryingGetGivesUpWithoutProgress(t *testing.T) {
+	s := newCuttingStore()
+	s.cut = func(int, int64) int64 { return 3000 }
+	storetest.MustPut(t, s, "k", storetest.RandomBytes(10000), objstore.PutOptions{})
+	got, err := readAll(t.Context(), objstore.Retrying(s, tiny, nil), "k", 0, -1)
+	if len(got) != 3000 || !objstore.IsTransient(err) || !errors.Is(err, errReset) || !strings.Contains(err.Error(), "giving up") {
+		t.Errorf("read = %d bytes, %v; want 3000 and the transient error after giving up", len(got), err)
+	}
+	if got := s.count(); got != tiny.Attempts {
+		t.Errorf("%d GETs; want %d", got, tiny.Attempts)
+	}
+
+	// A cancelled context stops the retries at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	s.cut = func(get int, size int64) int64 { cancel(); return 3000 }
+	_, err = readAll(ctx, objstore.Retrying(s, objstore.RetryPolicy{Attempts: 1000, BaseDelay: time.Hour, MaxDelay: time.Hour}, nil), "k", 0, -1)
+	if !errors.Is(err, context.Canceled) || objstore.IsTransient(err) {
+		t.Errorf("read after cancellation = %v; want context.Canceled, not transient", err)
 	}
 }
