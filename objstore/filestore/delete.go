@@ -40,6 +40,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 	}
 	if !removed {
+		if err := s.checkRoot(); err != nil {
+			return fmt.Errorf("filestore: delete %q: %w", key, err)
+		}
 		return nil
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {

@@ -33,9 +33,20 @@ const lockStripes = 256
 // goroutines of one process; two processes sharing a directory see atomic
 // replaces but may both win an IfNoneMatch or IfMatch race.
 type Store struct {
-	root  string
-	seed  maphash.Seed
-	locks [lockStripes]sync.RWMutex
+	root   string
+	rootID dirID // of the directory Open found at root
+	seed   maphash.Seed
+	locks  [lockStripes]sync.RWMutex
+}
+
+// dirID names a directory, whatever its path.
+type dirID struct{ dev, ino uint64 }
+
+func dirIDOf(fi fs.FileInfo) dirID {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return dirID{dev: uint64(st.Dev), ino: st.Ino}
+	}
+	return dirID{}
 }
 
 // Open opens the store in dir, creating the directory if needed. It fails
@@ -66,7 +77,26 @@ func Open(dir string) (*Store, error) {
 	if err := os.Remove(f.Name()); err != nil {
 		return nil, openError(root, err)
 	}
-	return &Store{root: root, seed: maphash.MakeSeed()}, nil
+	return &Store{root: root, rootID: dirIDOf(fi), seed: maphash.MakeSeed()}, nil
+}
+
+// checkRoot fails with objstore.ErrBucketNotFound when the root is no
+// longer the directory Open found: removed, or replaced, as a mount point
+// is when its file system is unmounted. A cloud store checks its bucket the
+// same way: a missing object in a store that is gone is no missing object,
+// since a device reads it as zeros and counts its deletion as done, and a
+// write there would land beside the store, not in it.
+func (s *Store) checkRoot() error {
+	fi, err := os.Stat(s.root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("filestore: directory %s: %w: it was removed", s.root, objstore.ErrBucketNotFound)
+	case err != nil:
+		return fmt.Errorf("filestore: directory %s: %w", s.root, err)
+	case !fi.IsDir() || dirIDOf(fi) != s.rootID:
+		return fmt.Errorf("filestore: directory %s: %w: it was replaced (or the file system mounted there was unmounted)", s.root, objstore.ErrBucketNotFound)
+	}
+	return nil
 }
 
 func openError(root string, err error) error {

@@ -259,3 +259,39 @@ func TestKeyPrefixConflicts(t *testing.T) {
 		t.Errorf("List = %+v; want only a/b and c", keys)
 	}
 }
+
+// TestRootGone: a root directory removed, or replaced as a mount point is
+// when its file system is unmounted, fails every request as a deleted
+// bucket does, instead of reading as a device of zeros, and is not created
+// again by a write.
+func TestRootGone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gone func(root string) error
+	}{
+		{"removed", os.RemoveAll},
+		// Moved aside, so that the new directory cannot reuse its inode,
+		// and another made in its place: what a client sees of a mount
+		// point whose file system is unmounted.
+		{"replaced", func(root string) error {
+			if err := os.Rename(root, root+".old"); err != nil {
+				return err
+			}
+			return os.Mkdir(root, 0o700)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			s := open(t, root)
+			const key = "vol/00000000"
+			storetest.MustPut(t, s, key, []byte("block"), objstore.PutOptions{})
+			if err := tc.gone(root); err != nil {
+				t.Fatal(err)
+			}
+			storetest.BucketGone(t, s, key)
+			if entries, _ := os.ReadDir(root); len(entries) != 0 {
+				t.Errorf("requests on a store whose root is gone left %v in its place", entries)
+			}
+		})
+	}
+}

@@ -18,6 +18,11 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// An empty listing of a removed or unmounted directory would say that
+	// every block is zeros.
+	if err := s.checkRoot(); err != nil {
+		return err
+	}
 	dir, name, ok := splitPrefix(prefix)
 	if !ok {
 		return nil

@@ -23,6 +23,11 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 	if err := checkKey(key); err != nil {
 		return objstore.Attrs{}, err
 	}
+	// Otherwise writeTemp would create the directories again, or write into
+	// a mount point whose file system is gone.
+	if err := s.checkRoot(); err != nil {
+		return objstore.Attrs{}, fmt.Errorf("filestore: put %q: %w", key, err)
+	}
 	path := s.path(key)
 	dir := filepath.Dir(path)
 	// The expensive write and fsync happen before taking the lock, so puts

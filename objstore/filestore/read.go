@@ -65,6 +65,9 @@ func (s *Store) open(key string) (*os.File, objstore.Attrs, error) {
 		return nil, objstore.Attrs{}, err
 	}
 	if f == nil {
+		if err := s.checkRoot(); err != nil {
+			return nil, objstore.Attrs{}, fmt.Errorf("filestore: %q: %w", key, err)
+		}
 		return nil, objstore.Attrs{}, fmt.Errorf("filestore: %q: %w", key, objstore.ErrNotFound)
 	}
 	r, err := describe(f, fi, sidecarPath(path))

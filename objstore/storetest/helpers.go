@@ -122,17 +122,20 @@ func differ(got, want []byte) string {
 
 // BucketGone checks that requests on key in s, whose bucket was deleted,
 // fail with ErrBucketNotFound and not ErrNotFound: a device reads a missing
-// block object as zeros and counts its deletion as done.
+// block object as zeros, counts its deletion as done, and takes an empty
+// listing for a device of zeros.
 func BucketGone(tb testing.TB, s objstore.Store, key string) {
 	tb.Helper()
 	ctx := context.Background()
 	_, _, getErr := s.Get(ctx, key, 0, -1)
 	_, statErr := s.Stat(ctx, key)
 	deleteErr := s.Delete(ctx, key)
+	listErr := s.List(ctx, "", func(objstore.ObjectInfo) error { return nil })
+	_, putErr := s.Put(ctx, key, []byte("block"), objstore.PutOptions{})
 	for _, r := range []struct {
 		op  string
 		err error
-	}{{"Get", getErr}, {"Stat", statErr}, {"Delete", deleteErr}} {
+	}{{"Get", getErr}, {"Stat", statErr}, {"Delete", deleteErr}, {"List", listErr}, {"Put", putErr}} {
 		if !errors.Is(r.err, objstore.ErrBucketNotFound) || errors.Is(r.err, objstore.ErrNotFound) {
 			tb.Errorf("%s in a deleted bucket = %v; want ErrBucketNotFound, not ErrNotFound", r.op, r.err)
 		}
