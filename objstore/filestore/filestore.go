@@ -4,8 +4,9 @@
 // with ordinary tools.
 //
 // Names starting with '.' belong to the store and are never listed:
-// ".tmp-*" are writes in progress (or left by a crash), and ".NAME.meta" is
-// the JSON sidecar of the data file NAME (see sidecar.go). Keys may
+// ".tmp-*" are writes in progress (or left by a crash), ".NAME.meta" is
+// the JSON sidecar of the data file NAME (see sidecar.go), and the root's
+// ".lock-NN" are the files whose flock(2) conditional puts hold (lock.go). Keys may
 // therefore not have path elements starting with '.', and a key cannot also
 // be the leading directory of another key ("a" and "a/b").
 package filestore
@@ -29,9 +30,12 @@ var _ objstore.Store = (*Store)(nil)
 // only serialise against each other, which is rare among 256 stripes.
 const lockStripes = 256
 
-// Store is a directory of objects. Conditional puts are atomic among the
-// goroutines of one process; two processes sharing a directory see atomic
-// replaces but may both win an IfNoneMatch or IfMatch race.
+// Store is a directory of objects. A conditional put is atomic against
+// every put of this process, and against the conditional puts of other
+// processes sharing the directory (where flock(2) works between them: local
+// file systems, and NFS, where Linux maps it to byte-range locks). An
+// unconditional put of another process may still land between its check
+// and its commit.
 type Store struct {
 	root   string
 	rootID dirID // of the directory Open found at root

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/objbacker/objbacker/objstore"
@@ -293,5 +295,50 @@ func TestRootGone(t *testing.T) {
 				t.Errorf("requests on a store whose root is gone left %v in its place", entries)
 			}
 		})
+	}
+}
+
+// TestCreateOnlyAcrossStores races create-only Puts of one key through two
+// stores open on one directory, as two daemons sharing it would: exactly
+// one may win each round, and the object must be the winner's, with its
+// metadata.
+func TestCreateOnlyAcrossStores(t *testing.T) {
+	root := t.TempDir()
+	stores := []*filestore.Store{open(t, root), open(t, root)}
+	const key = "vol/marker"
+	const racers = 8
+	for round := range 30 {
+		datas := make([][]byte, racers)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			datas[i] = storetest.RandomBytes(64 << 10)
+			opts := objstore.PutOptions{IfNoneMatch: true, Metadata: map[string]string{"racer": strconv.Itoa(i)}}
+			wg.Go(func() { _, errs[i] = stores[i%2].Put(t.Context(), key, datas[i], opts) })
+		}
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: racers %d and %d both created %s", round, winner, i, key)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, objstore.ErrPreconditionFailed):
+				t.Fatalf("round %d: racer %d: %v; want ErrPreconditionFailed", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no racer created %s", round, key)
+		}
+		for _, s := range stores {
+			got, a := storetest.MustGet(t, s, key, 0, -1)
+			if !bytes.Equal(got, datas[winner]) || a.Metadata["racer"] != strconv.Itoa(winner) || a.ETag != md5hex(got) {
+				t.Fatalf("round %d: %s holds %d bytes with metadata %v, ETag %s; want racer %d's", round, key, len(got), a.Metadata, a.ETag, winner)
+			}
+		}
+		if err := stores[round%2].Delete(t.Context(), key); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

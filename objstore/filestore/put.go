@@ -14,8 +14,14 @@ import (
 )
 
 // Put writes data to a temporary file beside the target, then, under the
-// key's lock, checks the conditions and renames the sidecar and the data
-// into place (see sidecar.go for why in that order).
+// key's lock (and for a conditional put the lock of other processes' too),
+// checks the conditions and renames the sidecar and the data into place
+// (see sidecar.go for why in that order). A create-only put is thus
+// check-then-rename, not link(2): the data file and its sidecar are two
+// files, and a put that linked its data file first would leave the new
+// object without its metadata for a moment (for ever, after a crash), while
+// one that placed its sidecar first could only learn that it lost after it
+// had replaced the winner's.
 func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
 	if err := ctx.Err(); err != nil {
 		return objstore.Attrs{}, err
@@ -51,6 +57,15 @@ func (s *Store) Put(ctx context.Context, key string, data []byte, opts objstore.
 		Metadata:    maps.Clone(opts.Metadata),
 	}
 
+	if opts.IfNoneMatch || opts.IfMatch != "" {
+		// The condition must hold until the commit against other
+		// processes' conditional puts too.
+		unlock, err := s.lockProcesses(key)
+		if err != nil {
+			return objstore.Attrs{}, fmt.Errorf("filestore: put %q: %w", key, err)
+		}
+		defer unlock()
+	}
 	mu := s.lock(key)
 	mu.Lock()
 	defer mu.Unlock()
