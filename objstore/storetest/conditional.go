@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -54,14 +55,16 @@ func testIfMatch(t *testing.T, s objstore.Store) {
 }
 
 // testConditionalRace checks that conditional puts are atomic: of several
-// concurrent creates or compare-and-swaps, at most one wins. S3 may answer a
-// conflicting conditional write with 409, which drivers report as transient,
-// so a loser may fail either way and a round without winner is accepted only
-// when some loser was transient.
+// concurrent creates or compare-and-swaps, exactly one wins and the others
+// fail with ErrPreconditionFailed; creates of an object that exists all
+// fail. S3 may answer a conflicting conditional write with 409, which
+// drivers report as transient, so a loser may fail either way, and a round
+// without winner is accepted only when some loser was transient and nothing
+// was written.
 func testConditionalRace(t *testing.T, s objstore.Store) {
 	const key = "cond/race"
 	const racers = 8
-	race := func(round string, opts objstore.PutOptions) {
+	race := func(round string, opts objstore.PutOptions) (won bool) {
 		t.Helper()
 		// Fresh content each round: re-putting the current content leaves a
 		// content-hash ETag unchanged, letting a second swap match too.
@@ -69,6 +72,7 @@ func testConditionalRace(t *testing.T, s objstore.Store) {
 		for i := range datas {
 			datas[i] = RandomBytes(1024)
 		}
+		before, _, beforeErr := get(t, s, key, 0, -1)
 		errs := make([]error, racers)
 		var wg sync.WaitGroup
 		for i := range racers {
@@ -92,18 +96,50 @@ func testConditionalRace(t *testing.T, s objstore.Store) {
 			if !transient {
 				t.Fatalf("%s: no racer succeeded", round)
 			}
-			return
+			after, _, afterErr := get(t, s, key, 0, -1)
+			if !bytes.Equal(after, before) || errors.Is(afterErr, objstore.ErrNotFound) != errors.Is(beforeErr, objstore.ErrNotFound) {
+				t.Fatalf("%s: no racer succeeded, yet the object changed", round)
+			}
+			return false
 		}
 		if got, _ := MustGet(t, s, key, 0, -1); !bytes.Equal(got, datas[winner]) {
 			t.Fatalf("%s: stored content is not the winner's: %s", round, differ(got, datas[winner]))
 		}
+		return true
 	}
-	race("create-if-absent", objstore.PutOptions{IfNoneMatch: true})
-	a, err := s.Stat(t.Context(), key)
-	if errors.Is(err, objstore.ErrNotFound) {
-		a = MustPut(t, s, key, []byte("base"), objstore.PutOptions{})
-	} else if err != nil {
-		t.Fatalf("Stat: %v", err)
+	for round := range 4 {
+		if !race(fmt.Sprintf("create-if-absent %d", round), objstore.PutOptions{IfNoneMatch: true}) {
+			continue
+		}
+		// The object exists now: every create must fail, and leave it.
+		before, _ := MustGet(t, s, key, 0, -1)
+		errs := make([]error, racers)
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Go(func() {
+				_, errs[i] = s.Put(t.Context(), key, RandomBytes(1024), objstore.PutOptions{IfNoneMatch: true})
+			})
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if !errors.Is(err, objstore.ErrPreconditionFailed) && !objstore.IsTransient(err) {
+				t.Fatalf("create-if-absent %d of an existing object: racer %d: %v; want ErrPreconditionFailed", round, i, err)
+			}
+		}
+		if got, _ := MustGet(t, s, key, 0, -1); !bytes.Equal(got, before) {
+			t.Fatalf("create-if-absent %d: an existing object changed: %s", round, differ(got, before))
+		}
+		if err := s.Delete(t.Context(), key); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
 	}
-	race("compare-and-swap", objstore.PutOptions{IfMatch: a.ETag})
+	a := MustPut(t, s, key, []byte("base"), objstore.PutOptions{})
+	for round := range 4 {
+		if race(fmt.Sprintf("compare-and-swap %d", round), objstore.PutOptions{IfMatch: a.ETag}) {
+			var err error
+			if a, err = s.Stat(t.Context(), key); err != nil {
+				t.Fatalf("Stat: %v", err)
+			}
+		}
+	}
 }
