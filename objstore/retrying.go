@@ -202,6 +202,11 @@ func (b *resumingBody) resume(cause error) error {
 // checking that they are the same.
 func (b *resumingBody) reopen() (io.ReadCloser, error) {
 	rc, a, err := b.r.next.Get(b.ctx, b.key, b.off, b.n)
+	if errors.Is(err, ErrNotFound) {
+		// Not wrapped: to a caller that takes a missing object for a block
+		// of zeros, a body it has begun to read must not say "not found".
+		return nil, fmt.Errorf("get %q: the object was deleted while being read, after %d bytes (%v)", b.key, b.delivered, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +231,9 @@ func (b *resumingBody) reopen() (io.ReadCloser, error) {
 }
 
 func (b *resumingBody) Close() error {
+	if b.err == nil {
+		b.err = errBodyClosed
+	}
 	if b.body == nil {
 		return nil
 	}
@@ -233,6 +241,8 @@ func (b *resumingBody) Close() error {
 	b.body = nil
 	return err
 }
+
+var errBodyClosed = errors.New("read of a closed body")
 
 func (r *retrying) Put(ctx context.Context, key string, data []byte, opts PutOptions) (Attrs, error) {
 	if opts.IfNoneMatch || opts.IfMatch != "" {

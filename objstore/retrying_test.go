@@ -620,6 +620,27 @@ func TestRetryingGetRefusesAChangedObject(t *testing.T) {
 	}
 }
 
+// TestRetryingGetRefusesADeletedObject: an object deleted between a cut
+// and its resumption fails the read, and not as "not found", which a
+// device would take for a block of zeros.
+func TestRetryingGetRefusesADeletedObject(t *testing.T) {
+	s := newCuttingStore()
+	storetest.MustPut(t, s, "k", storetest.RandomBytes(10000), objstore.PutOptions{})
+	s.cut = func(get int, size int64) int64 {
+		if get == 0 {
+			if err := s.Delete(t.Context(), "k"); err != nil {
+				t.Error(err)
+			}
+			return 5000
+		}
+		return -1
+	}
+	got, err := readAll(t.Context(), objstore.Retrying(s, tiny, nil), "k", 0, -1)
+	if err == nil || errors.Is(err, objstore.ErrNotFound) || !strings.Contains(err.Error(), "deleted") {
+		t.Errorf("read of an object deleted mid-body = %d bytes, %v; want an error saying so, not ErrNotFound", len(got), err)
+	}
+}
+
 // TestRetryingGetGivesUpWithoutProgress: a body that always breaks off at
 // the same point is retried within the policy, not forever.
 func TestRetryingGetGivesUpWithoutProgress(t *testing.T) {
