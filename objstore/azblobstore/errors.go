@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -49,12 +50,22 @@ func classify(ctx context.Context, err error, missing error) error {
 		return kind(objstore.ErrAccessDenied, err)
 	// The bytes do not match the MD5 or CRC64 sent with them: damaged on
 	// the way, and a retry sends them again from the caller's intact buffer.
-	case bloberror.HasCode(err, bloberror.MD5Mismatch, bloberror.CRC64Mismatch),
+	case bloberror.HasCode(err, bloberror.MD5Mismatch, bloberror.CRC64Mismatch), isAzuriteMD5Mismatch(err),
 		status != 0 && retryableStatus(status),
 		status == 0 && httpnet.IsTransient(err):
 		return objstore.Transient(err)
 	}
 	return err
+}
+
+// isAzuriteMD5Mismatch recognises the emulator's answer to a Put Blob whose
+// bytes do not match their MD5, which is not Azure's: 400 InvalidOperation,
+// "Provided contentMD5 doesn't match." The code alone covers every kind of
+// refusal; only the message, in the SDK's full text of the answer, tells
+// this one.
+func isAzuriteMD5Mismatch(err error) bool {
+	respErr, ok := errors.AsType[*azcore.ResponseError](err)
+	return ok && respErr.ErrorCode == string(bloberror.InvalidOperation) && strings.Contains(respErr.Error(), "contentMD5 doesn't match")
 }
 
 // retryableStatus: 408, 429 (ServerBusy is 503), and 5xx but 501, as

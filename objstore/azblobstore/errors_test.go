@@ -52,6 +52,11 @@ func answerUpload(t *testing.T, w http.ResponseWriter, name string) {
 		azureError(w, http.StatusBadRequest, "Md5Mismatch")
 	case "crc64mismatch":
 		azureError(w, http.StatusBadRequest, "Crc64Mismatch")
+	case "azuritemismatch":
+		// Azurite's answer to the same, which is not Azure's.
+		azureErrorText(w, http.StatusBadRequest, "InvalidOperation", "Provided contentMD5 doesn't match.")
+	case "invalidoperation":
+		azureErrorText(w, http.StatusBadRequest, "InvalidOperation", "The size of the request body 1 mismatches the content-length 2.")
 	case "notimplemented":
 		azureError(w, http.StatusNotImplemented, "NotImplemented")
 	case "badrequest":
@@ -75,10 +80,14 @@ func answerUpload(t *testing.T, w http.ResponseWriter, name string) {
 }
 
 func azureError(w http.ResponseWriter, status int, code string) {
+	azureErrorText(w, status, code, "fake "+code)
+}
+
+func azureErrorText(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/xml")
 	w.Header().Set("x-ms-error-code", code)
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="utf-8"?><Error><Code>%s</Code><Message>fake %s</Message></Error>`, code, code)
+	fmt.Fprintf(w, `<?xml version="1.0" encoding="utf-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, message)
 }
 
 // openFake opens the fake service with an account key, as the tests of the
@@ -110,6 +119,8 @@ func TestErrorClassification(t *testing.T) {
 		// Bytes damaged on the way: sending them again may pass.
 		{"md5mismatch", true, nil, "Md5Mismatch"},
 		{"crc64mismatch", true, nil, "Crc64Mismatch"},
+		{"azuritemismatch", true, nil, "InvalidOperation"},
+		{"invalidoperation", false, nil, "InvalidOperation"},
 		{"notimplemented", false, nil, "NotImplemented"},
 		{"badrequest", false, nil, "InvalidHeaderValue"},
 		{"denied", false, objstore.ErrAccessDenied, "AuthorizationPermissionMismatch"},

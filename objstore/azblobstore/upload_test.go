@@ -77,3 +77,22 @@ func TestStoredForm(t *testing.T) {
 		t.Errorf("stored Content-MD5 %x; want %x", props.ContentMD5, sum)
 	}
 }
+
+// TestDamagedUploadIsRetried: Azurite refuses an upload whose bytes do not
+// match the MD5 sent with them, and the refusal is worth retrying.
+func TestDamagedUploadIsRetried(t *testing.T) {
+	endpoint := testenv.AzureEndpoint(t)
+	name := testenv.NewAzureContainer(t)
+	direct, err := Open(t.Context(), Config{Container: name, Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	proxy := storetest.NewDamagingProxy(t, endpoint)
+	viaProxy, err := Open(t.Context(), Config{Container: name, Endpoint: proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	storetest.DamagedUploads(t, proxy, viaProxy, direct)
+}

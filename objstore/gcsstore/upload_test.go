@@ -49,3 +49,23 @@ func TestOneRequestPerPut(t *testing.T) {
 		}
 	}
 }
+
+// TestDamagedUploadIsRetried: the emulator refuses an upload whose bytes
+// do not match the CRC32C sent with them, and the refusal is worth
+// retrying.
+func TestDamagedUploadIsRetried(t *testing.T) {
+	endpoint := testenv.GCSEndpoint(t)
+	bucket := testenv.NewGCSBucket(t)
+	direct, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	proxy := storetest.NewDamagingProxy(t, endpoint)
+	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	storetest.DamagedUploads(t, proxy, viaProxy, direct)
+}

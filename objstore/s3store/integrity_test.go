@@ -247,3 +247,22 @@ func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
 		t.Errorf("%d GETs for 20 reads; want the cut ones read again", gets.Load())
 	}
 }
+
+// TestDamagedUploadIsRetried: MinIO refuses a PUT whose bytes were damaged
+// on the way, and the refusal is worth retrying.
+func TestDamagedUploadIsRetried(t *testing.T) {
+	endpoint := testenv.S3Endpoint(t)
+	bucket := testenv.NewS3Bucket(t)
+	direct, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	proxy := storetest.NewDamagingProxy(t, endpoint)
+	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	storetest.DamagedUploads(t, proxy, viaProxy, direct)
+}
