@@ -96,3 +96,20 @@ func TestDamagedUploadIsRetried(t *testing.T) {
 	defer viaProxy.Close()
 	storetest.DamagedUploads(t, proxy, viaProxy, direct)
 }
+
+// TestRetryingResumesBodiesCutInFlight: reads through a proxy that drops
+// the connection part-way through every other GET body still deliver the
+// object exactly through Retrying, the Content-MD5 check included.
+func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
+	endpoint := testenv.AzureEndpoint(t)
+	name := testenv.NewAzureContainer(t)
+	proxy := storetest.NewCuttingProxy(t, endpoint, false)
+	viaProxy, err := Open(t.Context(), Config{Container: name, Endpoint: proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	data := storetest.RandomBytes(1 << 20)
+	storetest.MustPut(t, viaProxy, "block", data, objstore.PutOptions{})
+	storetest.ResumedReads(t, proxy, viaProxy, "block", data)
+}

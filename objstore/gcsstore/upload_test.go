@@ -69,3 +69,20 @@ func TestDamagedUploadIsRetried(t *testing.T) {
 	defer viaProxy.Close()
 	storetest.DamagedUploads(t, proxy, viaProxy, direct)
 }
+
+// TestRetryingResumesBodiesCutInFlight: reads through a proxy that drops
+// the connection part-way through every other GET body still deliver the
+// object exactly through Retrying, the SDK's CRC32C check included.
+func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
+	endpoint := testenv.GCSEndpoint(t)
+	bucket := testenv.NewGCSBucket(t)
+	proxy := storetest.NewCuttingProxy(t, endpoint, true)
+	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+	data := storetest.RandomBytes(1 << 20)
+	storetest.MustPut(t, viaProxy, "block", data, objstore.PutOptions{})
+	storetest.ResumedReads(t, proxy, viaProxy, "block", data)
+}

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -181,22 +178,6 @@ func TestEncryptedObjectETags(t *testing.T) {
 	}
 }
 
-// cuttingReader fails with an error after left bytes, as a connection
-// reset mid-body does.
-type cuttingReader struct {
-	io.ReadCloser
-	left int64
-}
-
-func (r *cuttingReader) Read(p []byte) (int, error) {
-	if r.left <= 0 {
-		return 0, errors.New("cut")
-	}
-	n, err := r.ReadCloser.Read(p[:min(int64(len(p)), r.left)])
-	r.left -= int64(n)
-	return n, err
-}
-
 // TestRetryingResumesBodiesCutInFlight reads through a proxy that drops
 // the connection part-way through every other GET body: through Retrying,
 // every read still delivers the object exactly, whether the SDK checks its
@@ -209,42 +190,17 @@ func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer direct.Close()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var gets atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ErrorLog = log.New(io.Discard, "", 0) // a line per cut
-	proxy.ModifyResponse = func(r *http.Response) error {
-		if r.Request.Method == http.MethodGet && r.StatusCode/100 == 2 && r.ContentLength > 0 && gets.Add(1)%2 == 1 {
-			// The proxy aborts the connection when the copy fails.
-			r.Body = &cuttingReader{ReadCloser: r.Body, left: rand.Int64N(r.ContentLength)}
-		}
-		return nil
-	}
-	srv := httptest.NewServer(proxy)
-	defer srv.Close()
-	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: srv.URL, PathStyle: true})
+	proxy := storetest.NewCuttingProxy(t, endpoint, false)
+	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL, PathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer viaProxy.Close()
-	store := objstore.Retrying(viaProxy, objstore.RetryPolicy{Attempts: 6, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}, nil)
-
 	data := storetest.RandomBytes(1 << 20)
 	storetest.MustPut(t, direct, "ours", data, objstore.PutOptions{})
 	rawPut(t, endpoint, bucket, "s3backer-style", data)
 	for _, key := range []string{"ours", "s3backer-style"} {
-		for i := range 10 {
-			got, _ := storetest.MustGet(t, store, key, 0, -1)
-			if !bytes.Equal(got, data) {
-				t.Fatalf("%s, read %d: %d bytes, not the object's", key, i, len(got))
-			}
-		}
-	}
-	if gets.Load() < 30 {
-		t.Errorf("%d GETs for 20 reads; want the cut ones read again", gets.Load())
+		storetest.ResumedReads(t, proxy, viaProxy, key, data)
 	}
 }
 
