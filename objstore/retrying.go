@@ -46,9 +46,9 @@ func (p RetryPolicy) backoff(retry int) time.Duration {
 // Retrying wraps store so that calls failing with a transient error (see
 // IsTransient) are retried with exponential backoff, each retry logged at
 // Warn on log (nil: no logging); so are reads of a Get's body that break
-// off part-way, which resume where they broke off. Other errors, ErrNotFound and
-// ErrPreconditionFailed among them, return at once, and so does a done
-// context, with its error wrapping the last failure's message.
+// off part-way, which resume where they broke off. Other errors,
+// ErrNotFound and ErrPreconditionFailed among them, return at once, and so
+// does a done context, with its error wrapping the last failure's message.
 //
 // Conditional puts are never retried: if the first attempt succeeded but its
 // answer was lost, the retry would fail its condition against its own write

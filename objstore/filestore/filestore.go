@@ -6,9 +6,9 @@
 // Names starting with '.' belong to the store and are never listed:
 // ".tmp-*" are writes in progress (or left by a crash), ".NAME.meta" is
 // the JSON sidecar of the data file NAME (see sidecar.go), and the root's
-// ".lock-NN" are the files whose flock(2) conditional puts hold (lock.go). Keys may
-// therefore not have path elements starting with '.', and a key cannot also
-// be the leading directory of another key ("a" and "a/b").
+// ".lock-NN" are the files conditional puts hold an flock(2) of (lock.go).
+// Keys may therefore not have path elements starting with '.', and a key
+// cannot also be the leading directory of another key ("a" and "a/b").
 package filestore
 
 import (
