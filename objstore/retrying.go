@@ -50,6 +50,10 @@ func (p RetryPolicy) backoff(retry int) time.Duration {
 // ErrNotFound and ErrPreconditionFailed among them, return at once, and so
 // does a done context, with its error wrapping the last failure's message.
 //
+// A listing retried part-way skips the keys it delivered, except after the
+// store listed keys out of order: then it starts over, and its callback may
+// see a key twice, so it must be idempotent.
+//
 // Conditional puts are never retried: if the first attempt succeeded but its
 // answer was lost, the retry would fail its condition against its own write
 // and report a conflict that did not happen. Only the caller, knowing what it
