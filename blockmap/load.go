@@ -34,14 +34,18 @@ func (d *Device) load(b *block) error {
 		d.stats.ReadErrors++
 		return err
 	}
-	d.present.set(b.n, !absent)
-	switch {
-	case b.full:
-		// Trimmed or fully overwritten while we fetched: the fetch is stale.
+	if b.full {
+		// Trimmed or fully overwritten while we fetched: the fetch is stale,
+		// and so is what it says of the object, which an upload may have
+		// written or deleted since. Setting the presence bit from it could
+		// mark a stored block absent, and it would then read as zeros.
 		if data != nil {
 			d.dropFetchBuf(data)
 		}
 		return nil
+	}
+	d.present.set(b.n, !absent)
+	switch {
 	case b.buf == nil:
 		if data != nil {
 			b.buf, kept = data, true
