@@ -99,8 +99,12 @@ type Device struct {
 	prefetches int
 	// busy counts the operations and read-ahead fetches under way, which
 	// may touch block buffers: Close releases the buffers once it is 0.
-	busy   int
-	closed bool
+	busy int
+	// closing is set when Close begins: from then on operations fail, so
+	// that no write is acknowledged after the final flush took the list of
+	// blocks to store. closed is set once that flush is over, and stops
+	// the workers.
+	closing, closed bool
 
 	stats Stats
 
@@ -261,6 +265,7 @@ func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
 
 // Close flushes every dirty block, stops the workers and reports a flush
 // failure: data acknowledged to a client that did not reach the store.
+// Operations that begin once Close has, fail with ErrClosed.
 //
 // Close runs once; later calls return the first one's result, and never
 // touch a marker that another device may have set since.
@@ -270,6 +275,10 @@ func (d *Device) Close() error {
 }
 
 func (d *Device) close() error {
+	d.mu.Lock()
+	d.closing = true
+	d.changed.Broadcast() // writers waiting for room fail now
+	d.mu.Unlock()
 	err := d.Sync()
 	d.mu.Lock()
 	d.closed = true
@@ -305,15 +314,17 @@ func (d *Device) Abort() {
 	d.mu.Unlock()
 }
 
+// checkOpen fails an operation, or the next step of one, once Close has
+// begun.
 func (d *Device) checkOpen() error {
-	if d.closed {
+	if d.closing {
 		return ErrClosed
 	}
 	return nil
 }
 
-// enter begins an operation that may touch block buffers, unless the device
-// is closed; leave ends it. Both are called with d.mu held.
+// enter begins an operation that may touch block buffers, unless Close has
+// begun; leave ends it. Both are called with d.mu held.
 func (d *Device) enter() error {
 	if err := d.checkOpen(); err != nil {
 		return err
