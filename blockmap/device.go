@@ -105,6 +105,9 @@ type Device struct {
 	// blocks to store. closed is set once that flush is over, and stops
 	// the workers.
 	closing, closed bool
+	// aborted is set by Abort: every wait fails, and the upload workers
+	// stop.
+	aborted bool
 
 	stats Stats
 
@@ -303,21 +306,29 @@ func (d *Device) close() error {
 	return ResetMountMarker(ctx, d.store)
 }
 
-// Abort cancels the store requests under way and fails those that follow,
-// so that a Close waiting on a store that keeps failing returns: it then
-// reports the writes that did not reach the store, and the mount marker
-// stays. For a shutdown that must end; the device is of no further use.
+// Abort cancels the store requests under way and fails every operation
+// waiting, for room in the cache, a fetch or an upload, and every one that
+// follows, so that a Close waiting on a store that does not answer, or
+// keeps failing, returns: it then reports the writes that did not reach
+// the store, and the mount marker stays. The upload workers stop rather
+// than retry. For a shutdown that must end; the device is of no further
+// use.
 func (d *Device) Abort() {
-	d.cancel()
 	d.mu.Lock()
+	d.aborted = true
 	d.changed.Broadcast()
+	d.work.Broadcast()
 	d.mu.Unlock()
+	d.cancel()
 }
 
 // checkOpen fails an operation, or the next step of one, once Close has
-// begun.
+// begun or Abort was called.
 func (d *Device) checkOpen() error {
-	if d.closing {
+	switch {
+	case d.aborted:
+		return ErrAborted
+	case d.closing:
 		return ErrClosed
 	}
 	return nil

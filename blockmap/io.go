@@ -99,6 +99,8 @@ func (d *Device) resident(blk, in, l int64) (*block, error) {
 		b := d.lookup(blk)
 		switch {
 		case b.full || (b.buf != nil && b.valid.covers(in, l)):
+		case d.aborted:
+			return nil, ErrAborted
 		case b.loading:
 			missed = true
 			d.changed.Wait()

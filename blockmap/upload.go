@@ -31,10 +31,12 @@ func (d *Device) uploadWorker() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for {
-		for len(d.queue) == 0 && !d.closed {
+		for len(d.queue) == 0 && !d.closed && !d.aborted {
 			d.work.Wait()
 		}
-		if d.closed {
+		if d.closed || d.aborted {
+			// After Abort, every upload would fail at once: retrying
+			// them would only spin.
 			return
 		}
 		b := d.queue[0]
@@ -139,8 +141,12 @@ func (d *Device) waitTargets(ts []target) error {
 			continue
 		}
 		for t.b.durable < t.version {
-			if d.closed {
-				errs = append(errs, fmt.Errorf("block %d not stored: %w", t.b.n, ErrClosed))
+			if d.closed || d.aborted {
+				err := ErrClosed
+				if d.aborted {
+					err = ErrAborted
+				}
+				errs = append(errs, fmt.Errorf("block %d not stored: %w", t.b.n, err))
 				break
 			}
 			if t.b.failedAttempt > t.start {
