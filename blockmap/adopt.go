@@ -89,7 +89,7 @@ func (d *Device) adoptBlock(blk int64, buf []byte) (target, error) {
 			d.memUsed += d.geo.BlockSize
 		}
 		b.buf = buf
-		b.full, b.valid = true, sectorSet{}
+		b.setKnown()
 		d.markDirty(b)
 		d.enqueue(b)
 		d.settle(b)

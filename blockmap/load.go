@@ -9,7 +9,7 @@ import (
 )
 
 // load makes b full: it fetches the stored object and merges it under the
-// sectors written so far. Called with d.mu held; it is released during the
+// sectors written so far. If there is no object, b is presumed absent. Called with d.mu held; it is released during the
 // fetch, and b.loading keeps b in the map meanwhile.
 func (d *Device) load(b *block) error {
 	b.loading = true
@@ -51,7 +51,7 @@ func (d *Device) load(b *block) error {
 			b.buf, kept = data, true
 		}
 	default:
-		b.valid.gaps(func(off, n int64) {
+		b.written.gaps(func(off, n int64) {
 			if data == nil {
 				clear(b.buf[off : off+n])
 			} else {
@@ -62,7 +62,12 @@ func (d *Device) load(b *block) error {
 			d.dropFetchBuf(data)
 		}
 	}
-	b.full, b.valid = true, sectorSet{}
+	if absent {
+		// The sectors written stay recorded: the answer may be wrong.
+		b.full, b.presumedAbsent = true, !d.cfg.Volatile
+	} else {
+		b.setKnown()
+	}
 	return nil
 }
 

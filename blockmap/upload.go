@@ -51,23 +51,56 @@ func (d *Device) uploadWorker() {
 // upload writes b's current content to the store: a PUT, or a DELETE when
 // the block is all zeros. Called with d.mu held; released during requests.
 func (d *Device) upload(b *block) {
-	for !b.full && b.dirty && !b.uploading {
-		if b.loading {
-			d.changed.Wait()
-			continue
+	// absentSeen: this upload's own read-modify-write found no object.
+	// found: an object turned up under a block presumed absent.
+	absentSeen, found := false, false
+	for {
+		for !b.full && b.dirty && !b.uploading {
+			if b.loading {
+				d.changed.Wait()
+				continue
+			}
+			// Read-modify-write: merge the stored object under a partial
+			// block.
+			if err := d.load(b); err != nil {
+				b.attemptsStarted++
+				d.uploadFailed(b, b.attemptsStarted, err)
+				return
+			}
+			absentSeen = b.presumedAbsent
 		}
-		// Read-modify-write: merge the stored object under a partial block.
-		if err := d.load(b); err != nil {
-			b.attemptsStarted++
-			d.uploadFailed(b, b.attemptsStarted, err)
+		if !b.dirty || b.uploading {
 			return
 		}
+		if !d.send(b, absentSeen) {
+			return
+		}
+		if found {
+			// An object exists for a conditional PUT, and then not for
+			// the GET after it, and again: leave it to a later retry
+			// rather than go round with a store that contradicts itself.
+			b.attemptsStarted++
+			d.uploadFailed(b, b.attemptsStarted, fmt.Errorf("writing block %d (%s): the store reports an object a GET does not find: %w", b.n, d.naming.Key(b.n), errIO))
+			return
+		}
+		found = true
 	}
-	if !b.dirty || b.uploading {
-		return
-	}
+}
+
+// send makes one attempt to store b's current content. A block presumed
+// absent is PUT create-only, and is not DELETEd unless this upload's GET
+// found no object: an object the device did not know of must not lose the
+// sectors the device did not write. send reports whether such an object
+// was found, or may exist; b is then partial again (!full, its sectors
+// written kept), for the caller to merge the object under them and send
+// again. The same path heals a create-only PUT retried after its first
+// try was stored but its answer lost: the object found is that first
+// try, and merging the sectors written over it gives the block's content.
+// Called with d.mu held; released during the request.
+func (d *Device) send(b *block, absentSeen bool) (found bool) {
 	b.attemptsStarted++
 	attempt, version, buf := b.attemptsStarted, b.version, b.buf
+	createOnly := b.presumedAbsent
 	b.uploading, b.wantUpload, b.sinceUpload = true, false, 0
 	var lent *loan
 	if buf != nil {
@@ -76,18 +109,24 @@ func (d *Device) upload(b *block) {
 	d.mu.Unlock()
 
 	zero := buf == nil || isZero(buf)
+	// Zeros over a block presumed absent: a DELETE could remove an
+	// object the device did not know of. Look first.
+	look := zero && createOnly && !absentSeen
 	key := d.naming.Key(b.n)
-	d.sem <- struct{}{}
 	var err error
-	if zero {
-		err = d.store.Delete(d.ctx, key)
-	} else {
-		_, err = d.store.Put(d.ctx, key, buf, objstore.PutOptions{
-			ContentType: BlockContentType,
-			Metadata:    d.meta,
-		})
+	if !look {
+		d.sem <- struct{}{}
+		if zero {
+			err = d.store.Delete(d.ctx, key)
+		} else {
+			_, err = d.store.Put(d.ctx, key, buf, objstore.PutOptions{
+				ContentType: BlockContentType,
+				Metadata:    d.meta,
+				IfNoneMatch: createOnly,
+			})
+		}
+		<-d.sem
 	}
-	<-d.sem
 
 	d.mu.Lock()
 	b.uploading = false
@@ -95,15 +134,31 @@ func (d *Device) upload(b *block) {
 		d.repay(lent)
 	}
 	defer d.changed.Broadcast()
+	if look || (createOnly && errors.Is(err, objstore.ErrPreconditionFailed)) {
+		if !look {
+			d.present.set(b.n, true)
+		}
+		if b.presumedAbsent {
+			// Still resting on the belief (no write since covered the
+			// whole block): merge what the store holds under it.
+			b.full, b.presumedAbsent = false, false
+		}
+		return true
+	}
 	if err != nil {
 		d.uploadFailed(b, attempt, fmt.Errorf("writing block %d (%s): %w (%w)", b.n, key, errIO, err))
-		return
+		return false
 	}
 	d.present.set(b.n, !zero)
 	if zero {
 		d.stats.Deletes++
 	} else {
 		d.stats.Puts++
+	}
+	if b.presumedAbsent {
+		// The store holds what was sent, and the buffer is that with
+		// the writes since: nothing rests on a belief any more.
+		b.setKnown()
 	}
 	b.durable = max(b.durable, version)
 	if b.version == version {
@@ -115,6 +170,7 @@ func (d *Device) upload(b *block) {
 	if b.dirty && b.wantUpload {
 		d.enqueue(b)
 	}
+	return false
 }
 
 func (d *Device) uploadFailed(b *block, attempt uint64, err error) {
