@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
@@ -194,5 +197,99 @@ func TestCreateOnlyPutRetriedAfterALostAnswer(t *testing.T) {
 	copy(want[512<<10:], second)
 	if !bytes.Equal(objectBytes(t, mem, "00000002"), want) {
 		t.Fatal("stored block 2 differs from the two writes over zeros")
+	}
+}
+
+// hiddenBlocks lists no block object at all: the device believes every
+// block absent while each has an object.
+type hiddenBlocks struct{ objstore.Store }
+
+func (s hiddenBlocks) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+		if len(info.Key) == 8 {
+			return nil
+		}
+		return fn(info)
+	})
+}
+
+// TestConcurrentWritesOverUnknownObjects: concurrent partial, whole and
+// FUA writes and flushes over a tiny cache, on a device that believes
+// absent every block, each of which has an object: what the store holds
+// in the end is every object with the writes merged over it.
+func TestConcurrentWritesOverUnknownObjects(t *testing.T) {
+	const (
+		bs      = 64 << 10
+		blocks  = 32
+		workers = 4
+	)
+	g := Geometry{Size: blocks * bs, BlockSize: bs}
+	mem := memstore.New()
+	model := pattern(blocks*bs, 70)
+	for n := range int64(blocks) {
+		if _, err := mem.Put(t.Context(), BlockKey(n), model[n*bs:(n+1)*bs], objstorePut(g)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs := &faultyStore{Store: hiddenBlocks{mem}, delay: time.Millisecond}
+	d, err := Open(t.Context(), Config{Store: fs, Geometry: g, CacheSize: 6 * bs, Parallel: 3, ReadAhead: 2, WriteDelay: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	region := int64(blocks * bs / workers)
+	for w := range int64(workers) {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 71))
+			lo := w * region
+			// Small writes, few of them whole blocks, so that most blocks
+			// keep sectors never written.
+			for range 100 {
+				off := lo + int64(r.IntN(int(region/SectorSize)))*SectorSize
+				n := min(int64(1+r.IntN(int(bs/4/SectorSize)))*SectorSize, lo+region-off)
+				p := pattern(int(n), r.Uint64())
+				var err error
+				switch op := r.IntN(20); {
+				case op == 0:
+					_, err = d.WriteAtFUA(p, off)
+				case op == 1:
+					off = off / bs * bs
+					buf := d.BlockBuffer()
+					p = pattern(bs, r.Uint64())
+					copy(buf, p)
+					err = d.WriteBlockBuffer(buf, off, false)
+				case op == 2:
+					err = d.Sync()
+					p = nil
+				case op == 3:
+					p = make([]byte, n) // zeros, written as data
+					_, err = d.WriteAt(p, off)
+				default:
+					_, err = d.WriteAt(p, off)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				copy(model[off:], p)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := testDevice(t, mem, Geometry{}, 6*bs)
+	got := make([]byte, blocks*bs)
+	if _, err := d2.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	for n := range int64(blocks) {
+		if !bytes.Equal(got[n*bs:(n+1)*bs], model[n*bs:(n+1)*bs]) {
+			t.Errorf("block %d differs from its object with the writes merged over it", n)
+		}
 	}
 }
