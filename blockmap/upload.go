@@ -51,22 +51,26 @@ func (d *Device) uploadWorker() {
 // upload writes b's current content to the store: a PUT, or a DELETE when
 // the block is all zeros. Called with d.mu held; released during requests.
 func (d *Device) upload(b *block) {
-	// absentSeen: this upload's own read-modify-write found no object.
+	// absentSeen: a GET made during this upload found no object.
 	// found: an object turned up under a block presumed absent.
 	absentSeen, found := false, false
 	for {
-		for !b.full && b.dirty && !b.uploading {
-			if b.loading {
-				d.changed.Wait()
-				continue
+		if !b.full {
+			for !b.full && b.dirty && !b.uploading {
+				if b.loading {
+					d.changed.Wait()
+					continue
+				}
+				// Read-modify-write: merge the stored object under a
+				// partial block.
+				if err := d.load(b); err != nil {
+					b.attemptsStarted++
+					d.uploadFailed(b, b.attemptsStarted, err)
+					return
+				}
 			}
-			// Read-modify-write: merge the stored object under a partial
-			// block.
-			if err := d.load(b); err != nil {
-				b.attemptsStarted++
-				d.uploadFailed(b, b.attemptsStarted, err)
-				return
-			}
+			// The GET that completed the block, ours or a reader's, was
+			// sent after it became partial.
 			absentSeen = b.presumedAbsent
 		}
 		if !b.dirty || b.uploading {
