@@ -48,13 +48,19 @@ func (d *Device) uploadWorker() {
 	}
 }
 
+// createOnlyAttempts bounds the sends of one upload of a block presumed
+// absent. The store does not retry a create-only PUT (objstore.Retrying),
+// so the upload does, the way Retrying retries others: up to 6 times, each
+// after a GET, itself retried with backoff, that settles whether the
+// failed try was stored after all.
+const createOnlyAttempts = 6
+
 // upload writes b's current content to the store: a PUT, or a DELETE when
 // the block is all zeros. Called with d.mu held; released during requests.
 func (d *Device) upload(b *block) {
 	// absentSeen: a GET made during this upload found no object.
-	// found: an object turned up under a block presumed absent.
-	absentSeen, found := false, false
-	for {
+	absentSeen := false
+	for attempt := 1; ; attempt++ {
 		if !b.full {
 			for !b.full && b.dirty && !b.uploading {
 				if b.loading {
@@ -76,32 +82,33 @@ func (d *Device) upload(b *block) {
 		if !b.dirty || b.uploading {
 			return
 		}
-		if !d.send(b, absentSeen) {
+		again, err := d.send(b, absentSeen)
+		if !again {
 			return
 		}
-		if found {
-			// An object exists for a conditional PUT, and then not for
-			// the GET after it, and again: leave it to a later retry
-			// rather than go round with a store that contradicts itself.
+		if attempt == createOnlyAttempts {
+			// Transient failures all along, or a store that reports an
+			// object to a conditional PUT and none to the GET after it:
+			// leave it to a later retry.
 			b.attemptsStarted++
-			d.uploadFailed(b, b.attemptsStarted, fmt.Errorf("writing block %d (%s): the store reports an object a GET does not find: %w", b.n, d.naming.Key(b.n), errIO))
+			d.uploadFailed(b, b.attemptsStarted, fmt.Errorf("writing block %d (%s) create-only: giving up after %d attempts: %w (%w)", b.n, d.naming.Key(b.n), attempt, errIO, err))
 			return
 		}
-		found = true
 	}
 }
 
 // send makes one attempt to store b's current content. A block presumed
 // absent is PUT create-only, and is not DELETEd unless this upload's GET
 // found no object: an object the device did not know of must not lose the
-// sectors the device did not write. send reports whether such an object
-// was found, or may exist; b is then partial again (!full, its sectors
-// written kept), for the caller to merge the object under them and send
-// again. The same path heals a create-only PUT retried after its first
-// try was stored but its answer lost: the object found is that first
-// try, and merging the sectors written over it gives the block's content.
+// sectors the device did not write. send reports again when such an object
+// was found, or may exist (a create-only PUT failed for a reason that may
+// pass, and may have been stored), with the reason; b is then partial
+// again (!full, its sectors written kept), for the caller to merge the
+// object under them and send again. A create-only PUT whose answer was
+// lost heals this way: the object found is its own, and merging the
+// sectors written over it gives the block's content.
 // Called with d.mu held; released during the request.
-func (d *Device) send(b *block, absentSeen bool) (found bool) {
+func (d *Device) send(b *block, absentSeen bool) (again bool, err error) {
 	b.attemptsStarted++
 	attempt, version, buf := b.attemptsStarted, b.version, b.buf
 	createOnly := b.presumedAbsent
@@ -117,7 +124,6 @@ func (d *Device) send(b *block, absentSeen bool) (found bool) {
 	// object the device did not know of. Look first.
 	look := zero && createOnly && !absentSeen
 	key := d.naming.Key(b.n)
-	var err error
 	if !look {
 		d.sem <- struct{}{}
 		if zero {
@@ -138,20 +144,24 @@ func (d *Device) send(b *block, absentSeen bool) (found bool) {
 		d.repay(lent)
 	}
 	defer d.changed.Broadcast()
-	if look || (createOnly && errors.Is(err, objstore.ErrPreconditionFailed)) {
-		if !look {
-			d.present.set(b.n, true)
-		}
+	exists := createOnly && errors.Is(err, objstore.ErrPreconditionFailed)
+	if exists {
+		d.present.set(b.n, true)
+	}
+	if createOnly && objstore.IsTransient(err) {
+		d.log.Warn("create-only block PUT failed; reading the block back before trying again", "block", b.n, "key", key, "err", err)
+	}
+	if look || exists || (createOnly && objstore.IsTransient(err)) {
 		if b.presumedAbsent {
 			// Still resting on the belief (no write since covered the
 			// whole block): merge what the store holds under it.
 			b.full, b.presumedAbsent = false, false
 		}
-		return true
+		return true, err
 	}
 	if err != nil {
 		d.uploadFailed(b, attempt, fmt.Errorf("writing block %d (%s): %w (%w)", b.n, key, errIO, err))
-		return false
+		return false, err
 	}
 	d.present.set(b.n, !zero)
 	if zero {
@@ -174,7 +184,7 @@ func (d *Device) send(b *block, absentSeen bool) (found bool) {
 	if b.dirty && b.wantUpload {
 		d.enqueue(b)
 	}
-	return false
+	return false, nil
 }
 
 func (d *Device) uploadFailed(b *block, attempt uint64, err error) {
