@@ -268,7 +268,7 @@ func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
 
 // Close flushes every dirty block, stops the workers and reports a flush
 // failure: data acknowledged to a client that did not reach the store.
-// Operations that begin once Close has, fail with ErrClosed.
+// Operations that begin once Close has begun fail with ErrClosed.
 //
 // Close runs once; later calls return the first one's result, and never
 // touch a marker that another device may have set since.
@@ -335,7 +335,7 @@ func (d *Device) checkOpen() error {
 }
 
 // enter begins an operation that may touch block buffers, unless Close has
-// begun; leave ends it. Both are called with d.mu held.
+// begun or Abort was called; leave ends it. Both are called with d.mu held.
 func (d *Device) enter() error {
 	if err := d.checkOpen(); err != nil {
 		return err

@@ -9,8 +9,9 @@ import (
 )
 
 // load makes b full: it fetches the stored object and merges it under the
-// sectors written so far. If there is no object, b is presumed absent. Called with d.mu held; it is released during the
-// fetch, and b.loading keeps b in the map meanwhile.
+// sectors written so far; if there is none, b is presumed absent. Called
+// with d.mu held; it is released during the fetch, and b.loading keeps b in
+// the map meanwhile.
 func (d *Device) load(b *block) error {
 	b.loading = true
 	// The fetch buffer counts against the cache from now on: it becomes

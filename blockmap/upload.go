@@ -145,13 +145,14 @@ func (d *Device) send(b *block, absentSeen bool) (again bool, err error) {
 	}
 	defer d.changed.Broadcast()
 	exists := createOnly && errors.Is(err, objstore.ErrPreconditionFailed)
-	if exists {
+	unsure := createOnly && objstore.IsTransient(err)
+	switch {
+	case exists:
 		d.present.set(b.n, true)
-	}
-	if createOnly && objstore.IsTransient(err) {
+	case unsure:
 		d.log.Warn("create-only block PUT failed; reading the block back before trying again", "block", b.n, "key", key, "err", err)
 	}
-	if look || exists || (createOnly && objstore.IsTransient(err)) {
+	if look || exists || unsure {
 		if b.presumedAbsent {
 			// Still resting on the belief (no write since covered the
 			// whole block): merge what the store holds under it.
