@@ -309,3 +309,27 @@ func TestConcurrentWritesOverUnknownObjects(t *testing.T) {
 		}
 	}
 }
+
+// Zeros written into a block that has no object: the device looks before
+// it deletes (one GET), and stores nothing.
+func TestZerosIntoAnAbsentBlock(t *testing.T) {
+	store, counts, mem := countingMem()
+	d := testDevice(t, store, Geometry{Size: 8 * mib, BlockSize: mib}, 8*mib)
+	gets := counts.Gets.Load()
+	if _, err := d.WriteAt(make([]byte, 4096), 5*mib+4096); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(t, mem, "00000005") {
+		t.Fatal("zeros written into an absent block were stored")
+	}
+	if got := counts.Gets.Load() - gets; got != 1 {
+		t.Fatalf("%d GETs, want 1 to see whether there is an object to merge the zeros into", got)
+	}
+	got := make([]byte, mib)
+	if _, err := d.ReadAt(got, 5*mib); err != nil || !isZero(got) {
+		t.Fatalf("block 5 does not read back as zeros (err %v)", err)
+	}
+}
