@@ -12,7 +12,7 @@ import "fmt"
 func (d *Device) BlockSize() int64 { return d.geo.BlockSize }
 
 // BlockBuffer returns a buffer of one block to read a whole-block write
-// into, or nil if the device is closed. It must go back through
+// into, or nil once Close has begun. It must go back through
 // WriteBlockBuffer or ReturnBlockBuffer; Close waits until it has.
 func (d *Device) BlockBuffer() []byte {
 	d.mu.Lock()
@@ -89,7 +89,7 @@ func (d *Device) adoptBlock(blk int64, buf []byte) (target, error) {
 			d.memUsed += d.geo.BlockSize
 		}
 		b.buf = buf
-		b.full, b.valid = true, sectorSet{}
+		b.setKnown()
 		d.markDirty(b)
 		d.enqueue(b)
 		d.settle(b)

@@ -9,12 +9,23 @@ import (
 // Device.mu. The content of a block is:
 //   - full && buf == nil: all zeros (a hole, or trimmed);
 //   - full && buf != nil: buf;
-//   - !full: buf where valid says so, the stored object elsewhere.
+//   - !full: buf where written says so, the stored object elsewhere.
+//
+// A full block may rest on a belief: presumedAbsent says that its sectors
+// outside written are zeros only because the device believes there is no
+// object (the presence map says so, or a GET found none), not because it
+// wrote them. The map can be wrong (a listing that missed keys), and a PUT
+// of such a block would replace the object's data with those zeros, so it
+// is PUT create-only; if an object exists, the block goes back to !full,
+// and the object is merged under the sectors written (upload.go).
 type block struct {
-	n     int64
-	buf   []byte
-	valid sectorSet // meaningful only while !full
-	full  bool
+	n   int64
+	buf []byte
+	// written holds the sectors written since the block's whole content
+	// was last known; meaningful while !full or presumedAbsent.
+	written        sectorSet
+	full           bool
+	presumedAbsent bool
 
 	// version counts mutations; durable is the highest version known to be
 	// in the store. A FLUSH waits until durable reaches the version it saw.
@@ -49,12 +60,19 @@ type block struct {
 // busy blocks stay in the map: a worker holds a pointer across a wait.
 func (b *block) busy() bool { return b.loading || b.uploading || b.queued || b.dirty }
 
+// setKnown records that b's content is entirely what the device holds,
+// rests on no belief about the store, and needs no merge.
+func (b *block) setKnown() { b.full, b.presumedAbsent, b.written = true, false, sectorSet{} }
+
 // lookup returns block n, creating it. A block absent from the store starts
-// out as a known hole, so reading it costs nothing.
+// out as a hole, so reading it costs nothing; it is presumed absent, as
+// the presence map may be wrong (a volatile device never uploads, so it
+// need not track what it wrote).
 func (d *Device) lookup(n int64) *block {
 	b := d.blocks[n]
 	if b == nil {
-		b = &block{n: n, full: !d.present.has(n)}
+		absent := !d.present.has(n)
+		b = &block{n: n, full: absent, presumedAbsent: absent && !d.cfg.Volatile}
 		d.blocks[n] = b
 	}
 	return b

@@ -99,8 +99,15 @@ type Device struct {
 	prefetches int
 	// busy counts the operations and read-ahead fetches under way, which
 	// may touch block buffers: Close releases the buffers once it is 0.
-	busy   int
-	closed bool
+	busy int
+	// closing is set when Close begins: from then on operations fail, so
+	// that no write is acknowledged after the final flush took the list of
+	// blocks to store. closed is set once that flush is over, and stops
+	// the workers.
+	closing, closed bool
+	// aborted is set by Abort: every wait fails, and the upload workers
+	// stop.
+	aborted bool
 
 	stats Stats
 
@@ -261,6 +268,7 @@ func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
 
 // Close flushes every dirty block, stops the workers and reports a flush
 // failure: data acknowledged to a client that did not reach the store.
+// Operations that begin once Close has begun fail with ErrClosed.
 //
 // Close runs once; later calls return the first one's result, and never
 // touch a marker that another device may have set since.
@@ -270,6 +278,10 @@ func (d *Device) Close() error {
 }
 
 func (d *Device) close() error {
+	d.mu.Lock()
+	d.closing = true
+	d.changed.Broadcast() // writers waiting for room fail now
+	d.mu.Unlock()
 	err := d.Sync()
 	d.mu.Lock()
 	d.closed = true
@@ -294,26 +306,36 @@ func (d *Device) close() error {
 	return ResetMountMarker(ctx, d.store)
 }
 
-// Abort cancels the store requests under way and fails those that follow,
-// so that a Close waiting on a store that keeps failing returns: it then
-// reports the writes that did not reach the store, and the mount marker
-// stays. For a shutdown that must end; the device is of no further use.
+// Abort cancels the store requests under way and fails every operation
+// waiting, for room in the cache, a fetch or an upload, and every one that
+// follows, so that a Close waiting on a store that does not answer, or
+// keeps failing, returns: it then reports the writes that did not reach
+// the store, and the mount marker stays. The upload workers stop rather
+// than retry. For a shutdown that must end; the device is of no further
+// use.
 func (d *Device) Abort() {
-	d.cancel()
 	d.mu.Lock()
+	d.aborted = true
 	d.changed.Broadcast()
+	d.work.Broadcast()
 	d.mu.Unlock()
+	d.cancel()
 }
 
+// checkOpen fails an operation, or the next step of one, once Close has
+// begun or Abort was called.
 func (d *Device) checkOpen() error {
-	if d.closed {
+	switch {
+	case d.aborted:
+		return ErrAborted
+	case d.closing:
 		return ErrClosed
 	}
 	return nil
 }
 
-// enter begins an operation that may touch block buffers, unless the device
-// is closed; leave ends it. Both are called with d.mu held.
+// enter begins an operation that may touch block buffers, unless Close has
+// begun or Abort was called; leave ends it. Both are called with d.mu held.
 func (d *Device) enter() error {
 	if err := d.checkOpen(); err != nil {
 		return err

@@ -11,6 +11,8 @@ var (
 	ErrInvalidConfig = errors.New("invalid device configuration")
 	// ErrClosed: the device was closed.
 	ErrClosed = errors.New("device closed")
+	// ErrAborted: the device was aborted (Device.Abort).
+	ErrAborted = errors.New("device aborted")
 )
 
 // Request errors wrap a syscall.Errno so that front ends (NBD, the vdev

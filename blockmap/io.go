@@ -98,7 +98,9 @@ func (d *Device) resident(blk, in, l int64) (*block, error) {
 	for {
 		b := d.lookup(blk)
 		switch {
-		case b.full || (b.buf != nil && b.valid.covers(in, l)):
+		case b.full || (b.buf != nil && b.written.covers(in, l)):
+		case d.aborted:
+			return nil, ErrAborted
 		case b.loading:
 			missed = true
 			d.changed.Wait()
@@ -223,8 +225,6 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 				// A hole: zero only what this write does not cover.
 				clear(b.buf[:in])
 				clear(b.buf[in+l:])
-			} else {
-				b.valid = newSectorSet(bs)
 			}
 		case b.loan != nil:
 			// An upload or a reply is reading buf: copy on write.
@@ -238,10 +238,13 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 		} else {
 			copy(b.buf[in:], data)
 		}
-		if !b.full {
-			b.valid.add(in, l)
-			if b.valid.full() {
-				b.full, b.valid = true, sectorSet{}
+		if !b.full || b.presumedAbsent {
+			if b.written.words == nil {
+				b.written = newSectorSet(bs)
+			}
+			b.written.add(in, l)
+			if b.written.full() {
+				b.setKnown()
 			}
 		}
 		d.markDirty(b)
@@ -309,7 +312,7 @@ func (d *Device) holeBlock(blk int64) {
 		// No upload deletes its object: the hole must not read it again.
 		d.present.set(blk, false)
 	}
-	b.full, b.valid = true, sectorSet{}
+	b.setKnown()
 	d.markDirty(b)
 	d.enqueue(b)
 	d.settle(b)

@@ -9,8 +9,9 @@ import (
 )
 
 // load makes b full: it fetches the stored object and merges it under the
-// sectors written so far. Called with d.mu held; it is released during the
-// fetch, and b.loading keeps b in the map meanwhile.
+// sectors written so far; if there is none, b is presumed absent. Called
+// with d.mu held; it is released during the fetch, and b.loading keeps b in
+// the map meanwhile.
 func (d *Device) load(b *block) error {
 	b.loading = true
 	// The fetch buffer counts against the cache from now on: it becomes
@@ -34,20 +35,24 @@ func (d *Device) load(b *block) error {
 		d.stats.ReadErrors++
 		return err
 	}
-	d.present.set(b.n, !absent)
-	switch {
-	case b.full:
-		// Trimmed or fully overwritten while we fetched: the fetch is stale.
+	if b.full {
+		// Trimmed or fully overwritten while we fetched: the fetch is stale,
+		// and so is what it says of the object, which an upload may have
+		// written or deleted since. Setting the presence bit from it could
+		// mark a stored block absent, and it would then read as zeros.
 		if data != nil {
 			d.dropFetchBuf(data)
 		}
 		return nil
+	}
+	d.present.set(b.n, !absent)
+	switch {
 	case b.buf == nil:
 		if data != nil {
 			b.buf, kept = data, true
 		}
 	default:
-		b.valid.gaps(func(off, n int64) {
+		b.written.gaps(func(off, n int64) {
 			if data == nil {
 				clear(b.buf[off : off+n])
 			} else {
@@ -58,7 +63,12 @@ func (d *Device) load(b *block) error {
 			d.dropFetchBuf(data)
 		}
 	}
-	b.full, b.valid = true, sectorSet{}
+	if absent {
+		// The sectors written stay recorded: the answer may be wrong.
+		b.full, b.presumedAbsent = true, !d.cfg.Volatile
+	} else {
+		b.setKnown()
+	}
 	return nil
 }
 

@@ -120,7 +120,7 @@ func (d *Device) lendResident(off, n int64, views [][]byte) (_ [][]byte, loans [
 			for ; l > 0; l -= min(l, int64(len(zeroChunk))) {
 				views = append(views, zeroChunk[:min(l, int64(len(zeroChunk)))])
 			}
-		case b.full || (b.buf != nil && b.valid.covers(in, l)):
+		case b.full || (b.buf != nil && b.written.covers(in, l)):
 			loans = append(loans, d.lend(b))
 			views = append(views, b.buf[in:in+l])
 		default:

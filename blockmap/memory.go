@@ -64,8 +64,8 @@ func (d *Device) roomLeaving(reserve int64, keep *block) bool {
 // It starts their write-back and waits for a state change; the caller then
 // looks its block up again, as anything may have changed.
 func (d *Device) waitForRoom() error {
-	if d.closed {
-		return ErrClosed
+	if err := d.checkOpen(); err != nil {
+		return err
 	}
 	d.stats.Stalls++
 	queued := 0

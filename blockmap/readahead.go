@@ -46,7 +46,7 @@ func (d *Device) prefetch(blk int64) {
 		defer d.leave()
 		d.prefetches--
 		b := d.lookup(blk)
-		if !b.full && !b.loading && !d.closed && (b.buf != nil || d.roomFor()) {
+		if !b.full && !b.loading && d.checkOpen() == nil && (b.buf != nil || d.roomFor()) {
 			if err := d.load(b); err != nil {
 				d.log.Warn("read-ahead failed", "block", blk, "err", err)
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/objbacker/objbacker/kernel/kerneltest"
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
+	"github.com/objbacker/objbacker/objstore/storetest"
 )
 
 // Small blocks and a small cache, so the requests cross blocks, merge,
@@ -297,4 +298,42 @@ func (s *failingStore) Put(ctx context.Context, key string, data []byte, opts ob
 		return objstore.Attrs{}, errInjected
 	}
 	return s.Store.Put(ctx, key, data, opts)
+}
+
+// A stop whose writes wait for room in a cache full of blocks the store
+// never takes ends once the device is aborted (the daemon's stop
+// timeout): the writes fail, the final sync fails, and Serve returns.
+func TestStopEndsWritesWaitingForRoomOnAbort(t *testing.T) {
+	dev := openDevice(t, storetest.StalledPuts{Store: memstore.New()}, testDevSize)
+	d := startDaemon(t, &kernel.Server{Exports: []*kernel.Export{blockmapExport("disk0", dev)}})
+	id := d.export(t, "disk0")
+	// The cache holds 8 blocks, 2 of them left for read-modify-writes:
+	// 6 whole-block writes fill it, and 4 more wait for room.
+	var replies []<-chan kerneltest.Reply
+	for n := range uint64(10) {
+		r, err := d.k.Send(writeReq(id, n*testBlockSize, testBlockSize), pattern(testBlockSize, byte(n+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, r)
+	}
+	for deadline := time.Now().Add(10 * time.Second); dev.Stats().Stalls == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no write waits for room")
+		}
+	}
+	d.cancel()
+	dev.Abort()
+	select {
+	case err := <-d.done:
+		close(d.done) // as wait does: the cleanup's stop returns nil
+		if err == nil {
+			t.Fatal("Serve reported a clean stop with blocks unstored")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still waiting 10 s after Abort")
+	}
+	for _, r := range replies {
+		<-r // Serve answered every request before it returned
+	}
 }
