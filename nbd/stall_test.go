@@ -104,8 +104,8 @@ func TestStalledWritePayloadBlocksNoOne(t *testing.T) {
 
 	stalled := dialRaw(t, ts.addr)
 	stalled.handshake("a")
+	stalledAt := time.Now() // the server starts timing once it has the bytes
 	stalled.request(cmdWrite, 0, 1, stallOff, declared, make([]byte, sent))
-	stalledAt := time.Now()
 
 	// Canaries on the same export and on another, each its own connection.
 	canaries := []*canary{newCanary(t, ts.addr, "a", 0), newCanary(t, ts.addr, "b", 0)}
