@@ -89,9 +89,9 @@ func TestStalledWritePayloadBlocksNoOne(t *testing.T) {
 		sent      = 1 << 10
 		stallOff  = 4 << 20
 		canaryFor = 750 * time.Millisecond
-		// Far under the timeout: before admission ignored unsent bytes,
-		// the canaries waited for the stalled client to hang up.
-		canaryBound = 500 * time.Millisecond
+		// Under the timeout: before admission ignored unsent bytes, the
+		// canaries waited for the stalled client to hang up.
+		canaryBound = time.Second
 	)
 	var logs lockedBuffer
 	a, b := newMemBackend(16<<20), newMemBackend(16<<20)
