@@ -21,5 +21,8 @@
 // on its connection, then calls Sync, which covers all connections, hence
 // NBD_FLAG_CAN_MULTI_CONN. Invalid requests get error replies (EINVAL,
 // EPERM, ENOSPC) and the connection continues; backend errors map through
-// syscall.Errno (see Backend).
+// syscall.Errno (see Backend). A WRITE enters the server-wide payload budget
+// only once its payload has arrived, so a client that stops sending holds
+// nothing other clients wait for; a payload that stops arriving for
+// Server.PayloadTimeout closes its connection.
 package nbd

@@ -20,9 +20,15 @@ import (
 // latency at 1 MiB per request.
 const DefaultMaxInflight = 64
 
-// DefaultMaxBuffered bounds the request payload bytes a Server holds at
-// once, across all its connections, when Server.MaxBuffered is zero.
+// DefaultMaxBuffered bounds the payload bytes of the requests a Server has
+// admitted, across all its connections, when Server.MaxBuffered is zero.
 const DefaultMaxBuffered = inflight.DefaultBudget
+
+// DefaultPayloadTimeout is how long a WRITE payload may stop arriving
+// before the connection is closed, when Server.PayloadTimeout is zero. A
+// live client sends a payload it has begun at network speed; 30 s without
+// a byte is a dead or stuck peer, yet long enough for a congested link.
+const DefaultPayloadTimeout = 30 * time.Second
 
 // A Server serves Exports over NBD. Set its fields before the first Serve
 // or ServeConn call and leave them unchanged afterwards.
@@ -34,9 +40,19 @@ type Server struct {
 	// MaxInflight bounds the requests one connection has in progress at
 	// once; zero means DefaultMaxInflight.
 	MaxInflight int
-	// MaxBuffered bounds the request payload bytes held at once by all
-	// connections together; zero means DefaultMaxBuffered.
+	// MaxBuffered bounds the payload bytes of the requests admitted at
+	// once on all connections together (READ data until its reply is sent,
+	// WRITE data until it is written); zero means DefaultMaxBuffered. A
+	// WRITE is admitted only once its payload has been received: until
+	// then the payload is held by its connection alone, one at a time and
+	// at most the export's MaxBlockSize, so a client that stops sending
+	// holds nothing other clients wait for.
 	MaxBuffered int64
+	// PayloadTimeout is how long a WRITE payload may go without a byte
+	// arriving; then the connection is closed (logged at Warn) and the
+	// write is dropped unanswered. Zero means DefaultPayloadTimeout.
+	// Between requests a connection may stay idle for any time.
+	PayloadTimeout time.Duration
 
 	connIDs    atomic.Uint64
 	budgetOnce sync.Once
@@ -120,7 +136,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	return newConn(nc, r, sess, s.maxInflight(), s.payloadBudget(), log).serve(ctx)
+	return newConn(nc, r, sess, s.maxInflight(), s.payloadBudget(), s.payloadTimeout(), log).serve(ctx)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -146,4 +162,11 @@ func (s *Server) maxInflight() int {
 		return DefaultMaxInflight
 	}
 	return s.MaxInflight
+}
+
+func (s *Server) payloadTimeout() time.Duration {
+	if s.PayloadTimeout <= 0 {
+		return DefaultPayloadTimeout
+	}
+	return s.PayloadTimeout
 }

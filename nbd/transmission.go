@@ -31,6 +31,9 @@ type conn struct {
 	// strictAlign: see session.
 	strictAlign bool
 
+	// payloadTimeout: see Server.PayloadTimeout.
+	payloadTimeout time.Duration
+
 	w        *replyWriter
 	limit    *inflight.Limiter
 	barrier  *inflight.WriteBarrier
@@ -50,17 +53,18 @@ type stats struct {
 	rejected, failed atomic.Uint64
 }
 
-func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *inflight.Budget, log *slog.Logger) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *inflight.Budget, payloadTimeout time.Duration, log *slog.Logger) *conn {
 	return &conn{
-		nc:          nc,
-		r:           r,
-		log:         log,
-		export:      sess.export,
-		size:        sess.size,
-		strictAlign: sess.strictAlign,
-		w:           newReplyWriter(nc),
-		limit:       inflight.NewLimiter(maxInflight, budget),
-		barrier:     inflight.NewWriteBarrier(),
+		nc:             nc,
+		r:              r,
+		log:            log,
+		export:         sess.export,
+		size:           sess.size,
+		strictAlign:    sess.strictAlign,
+		payloadTimeout: payloadTimeout,
+		w:              newReplyWriter(nc),
+		limit:          inflight.NewLimiter(maxInflight, budget),
+		barrier:        inflight.NewWriteBarrier(),
 	}
 }
 
@@ -131,6 +135,8 @@ func (c *conn) readFailed(ctx context.Context, err error) (string, error) {
 	case c.w.failure() != nil:
 		// The reply writer closed the connection; serve reports its error.
 		return "reply failed", nil
+	case errors.Is(err, errPayloadStalled):
+		return "payload stalled", err
 	default:
 		return "read failed", err
 	}
@@ -147,7 +153,7 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	}
 	if errno := c.check(req); errno != 0 || req.Length == 0 && req.Type != cmdFlush {
 		if isWrite {
-			if _, err := io.CopyN(io.Discard, c.r, int64(req.Length)); err != nil {
+			if err := c.receive(ctx, nil, int(req.Length)); err != nil {
 				return c.readFailed(ctx, err)
 			}
 		}
@@ -162,38 +168,39 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 		return "", nil
 	}
 
+	// A WRITE is admitted only once its whole payload is here. Until then
+	// the payload is this connection's alone, outside the shared budget:
+	// admitting first reserved the budget for bytes the client had not
+	// sent, and a client that declared a large WRITE and stopped sending
+	// held it, and with it every other connection, until it hung up.
+	// Taking the budget piece by piece as bytes arrive would bound memory
+	// more tightly, but connections each holding part of the budget while
+	// waiting for the rest can deadlock. What a connection holds here is
+	// at most one payload (this reader takes one request at a time), of at
+	// most its export's maximum block size, and only while the payload
+	// keeps arriving: one that stops for the payload timeout is dropped
+	// with the connection.
+	var buf *[]byte
+	var block []byte
+	if isWrite {
+		if buf, block, err = c.receiveWrite(ctx, req); err != nil {
+			return c.readFailed(ctx, err)
+		}
+	}
 	var payload uint32
 	if isWrite || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
 		payload = req.Length
 	}
 	tokens, ok := c.limit.Acquire(ctx, payload)
 	if !ok {
+		// Dropped unanswered: the client was never told it was written.
+		c.dropWrite(buf, block)
 		return "server shutdown", nil
 	}
-	var buf *[]byte
-	var block []byte
-	if isWrite && c.export.blocks != nil && req.Length == c.export.blockSize && req.Offset%uint64(req.Length) == 0 {
-		block = c.export.blocks.BlockBuffer()
-	}
-	switch {
-	case block != nil:
-		if _, err := io.ReadFull(c.r, block); err != nil {
-			c.export.blocks.ReturnBlockBuffer(block)
-			c.limit.Release(tokens)
-			return c.readFailed(ctx, err)
-		}
-	case !isWrite && c.export.lender != nil && payload >= lendMin:
-		// The reply is sent from the backend's buffers (read).
-	case payload > 0:
+	if !isWrite && payload > 0 && !(c.export.lender != nil && payload >= lendMin) {
 		buf = payloads.Get(int(payload))
-		if isWrite {
-			if _, err := io.ReadFull(c.r, (*buf)[replyHeaderLen:]); err != nil {
-				payloads.Put(buf)
-				c.limit.Release(tokens)
-				return c.readFailed(ctx, err)
-			}
-		}
 	}
+	// Otherwise a READ's reply is sent from the backend's buffers (read).
 
 	// Sequence numbers are taken here, in the order of receipt, so a
 	// FLUSH covers exactly the writes received before it.
@@ -210,6 +217,86 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 		c.run(req, buf, block, seq, tokens)
 	}()
 	return "", nil
+}
+
+// receiveWrite reads a WRITE's payload into a buffer of the backend's when
+// it takes whole blocks (see BlockWriter), into a payload buffer otherwise.
+func (c *conn) receiveWrite(ctx context.Context, req protocol.TransmissionRequestHeader) (buf *[]byte, block []byte, err error) {
+	if c.export.blocks != nil && req.Length == c.export.blockSize && req.Offset%uint64(req.Length) == 0 {
+		block = c.export.blocks.BlockBuffer()
+	}
+	if block != nil {
+		err = c.receive(ctx, block, len(block))
+	} else {
+		buf = payloads.Get(int(req.Length))
+		err = c.receive(ctx, (*buf)[replyHeaderLen:], int(req.Length))
+	}
+	if err != nil {
+		c.dropWrite(buf, block)
+		return nil, nil, err
+	}
+	return buf, block, nil
+}
+
+func (c *conn) dropWrite(buf *[]byte, block []byte) {
+	if block != nil {
+		c.export.blocks.ReturnBlockBuffer(block)
+	}
+	if buf != nil {
+		payloads.Put(buf)
+	}
+}
+
+// errPayloadStalled: a WRITE payload stopped arriving for the payload
+// timeout.
+var errPayloadStalled = errors.New("WRITE payload stalled")
+
+// receive reads n payload bytes into p, or discards them if p is nil. The
+// client must keep them coming: a read that would wait has a deadline of
+// payloadTimeout, so a payload that stops arriving for that long fails
+// with errPayloadStalled, while one that arrives slowly but steadily is
+// received whatever its size. Waiting between requests has no deadline.
+func (c *conn) receive(ctx context.Context, p []byte, n int) error {
+	armed := false
+	for got := 0; got < n; {
+		// Only a read of an empty buffer can wait for the client.
+		if c.r.Buffered() == 0 {
+			c.setReadDeadline(ctx, time.Now().Add(c.payloadTimeout))
+			armed = true
+		}
+		var k int
+		var err error
+		if p != nil {
+			k, err = c.r.Read(p[got:n])
+		} else if _, err = c.r.Peek(1); err == nil {
+			k, err = c.r.Discard(min(n-got, c.r.Buffered()))
+		}
+		got += k
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+			return fmt.Errorf("%w: %d of %d bytes received, none for %v", errPayloadStalled, got, n, c.payloadTimeout)
+		case errors.Is(err, io.EOF):
+			return io.ErrUnexpectedEOF
+		default:
+			return err
+		}
+	}
+	if armed {
+		c.setReadDeadline(ctx, time.Time{})
+	}
+	return nil
+}
+
+// setReadDeadline sets the read deadline to t, unless ctx has ended: then
+// the deadline that stops the reader at shutdown (see serve) stays, even
+// if the two calls race. A failure to set it means the connection is
+// closed, which the next read reports.
+func (c *conn) setReadDeadline(ctx context.Context, t time.Time) {
+	c.nc.SetReadDeadline(t)
+	if ctx.Err() != nil {
+		c.nc.SetReadDeadline(time.Now())
+	}
 }
 
 // check returns the NBD error for a request that must not reach the
