@@ -2,14 +2,17 @@ package blockmap
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,6 +167,54 @@ type model struct {
 	syncedBefore uint64
 	inflight     map[*modelOp]bool
 	trace        []*modelOp
+	// events are the requests that reached the store, for messages.
+	events []storeEvent
+}
+
+// storeEvent is a request as the store carried it out, at a tick of the
+// model's clock.
+type storeEvent struct {
+	tick uint64
+	key  string
+	what string
+}
+
+// recordEvent notes a request the store carried out.
+func (m *model) recordEvent(key, what string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clock++
+	m.events = append(m.events, storeEvent{m.clock, key, what})
+}
+
+// history describes the operations on block blk and its store requests,
+// in time order, the last ones of the epoch.
+func (m *model) history(blk int64) string {
+	type line struct {
+		tick uint64
+		text string
+	}
+	var lines []line
+	bs := m.blockSize
+	for _, o := range m.trace {
+		if o.off < (blk+1)*bs && o.off+o.n > blk*bs {
+			lines = append(lines, line{o.start, o.String()})
+		}
+	}
+	key := BlockKey(blk)
+	for _, e := range m.events {
+		if e.key == key {
+			lines = append(lines, line{e.tick, fmt.Sprintf("t%d store: %s", e.tick, e.what)})
+		}
+	}
+	slices.SortStableFunc(lines, func(a, b line) int { return cmp.Compare(a.tick, b.tick) })
+	lines = lines[max(0, len(lines)-60):]
+	var b strings.Builder
+	fmt.Fprintf(&b, "writes that succeeded before t%d are durable; the last operations on block %d and its store requests:", m.syncedBefore, blk)
+	for _, l := range lines {
+		fmt.Fprintf(&b, "\n\t%s", l.text)
+	}
+	return b.String()
 }
 
 func newModel(g Geometry) *model {
@@ -184,6 +235,7 @@ func (m *model) reset(contents []uint64) {
 			start: m.clock, end: m.clock, ok: true}}
 	}
 	m.trace = m.trace[:0]
+	m.events = m.events[:0]
 }
 
 func (m *model) durable(o *modelOp) bool {
@@ -321,6 +373,7 @@ func (m *model) check(op *modelOp, p []byte, crash bool) error {
 		for _, e := range m.sectors[s] {
 			fmt.Fprintf(&b, "\n\t%v", e)
 		}
+		b.WriteString("\n" + m.history(s*SectorSize/m.blockSize))
 		return errors.New(b.String())
 	}
 	return nil
@@ -336,6 +389,52 @@ func (m *model) describe(content uint64) string {
 		}
 	}
 	return fmt.Sprintf("write #%d of an earlier epoch", content)
+}
+
+// recorder notes in the model every request that reaches the store it
+// wraps, with what it found or did.
+type recorder struct {
+	objstore.Store
+	m *model
+}
+
+func (r recorder) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	rc, a, err := r.Store.Get(ctx, key, off, n)
+	if _, ok := ParseBlockKey(key); ok {
+		what := "GET found the object"
+		if err != nil {
+			what = "GET: " + err.Error()
+		}
+		r.m.recordEvent(key, what)
+	}
+	return rc, a, err
+}
+
+func (r recorder) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	a, err := r.Store.Put(ctx, key, data, opts)
+	if _, ok := ParseBlockKey(key); ok {
+		what := "PUT stored"
+		if len(data) >= 16 {
+			what += fmt.Sprintf(" (its first sector from #%d)", binary.LittleEndian.Uint64(data))
+		}
+		if err != nil {
+			what = "PUT: " + err.Error()
+		}
+		r.m.recordEvent(key, what)
+	}
+	return a, err
+}
+
+func (r recorder) Delete(ctx context.Context, key string) error {
+	err := r.Store.Delete(ctx, key)
+	if _, ok := ParseBlockKey(key); ok {
+		what := "DELETE done"
+		if err != nil {
+			what = "DELETE: " + err.Error()
+		}
+		r.m.recordEvent(key, what)
+	}
+	return err
 }
 
 // modelRound is one seed's device, store and workers.
@@ -355,7 +454,10 @@ type modelRound struct {
 	cfg      Config
 
 	workers, ops int // per epoch
-	m            *model
+	// hot are a few blocks that half the operations go to, so that reads,
+	// read-ahead, trims, writes and uploads of one block often overlap.
+	hot []int64
+	m   *model
 }
 
 func newModelRound(t *testing.T, seed uint64) *modelRound {
@@ -365,13 +467,15 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 	r := &modelRound{t: t, seed: seed, rng: rng, mem: memstore.New(), retrying: seed%2 == 0,
 		workers: 3 + rng.IntN(4), ops: 150, m: newModel(g)}
 	r.faults = storetest.Faults{
-		Fail:  0.05,
-		Delay: time.Duration(50+rng.IntN(450)) * time.Microsecond,
+		Fail:      0.05,
+		Delay:     time.Duration(20+rng.IntN(200)) * time.Microsecond,
+		Slow:      0.05,
+		SlowDelay: 5 * time.Millisecond,
 		// Retrying does not retry a body that breaks off (issue 14 item
 		// 8): that read fails with EIO, which retrying rounds forbid.
 		CutBodies: !r.retrying,
 	}
-	r.faulty = storetest.NewFaulty(r.mem, seed, r.faults)
+	r.faulty = storetest.NewFaulty(recorder{r.mem, r.m}, seed, r.faults)
 	r.store = r.faulty
 	if r.retrying {
 		// Eight attempts: all of them fail once in 4e10 requests.
@@ -379,7 +483,7 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 	}
 	r.cfg = Config{Store: r.store, Geometry: g,
 		CacheSize: (4 + rng.Int64N(5)) * bs,
-		Parallel:  1 + rng.IntN(4),
+		Parallel:  2 + rng.IntN(3),
 		ReadAhead: rng.IntN(5) - 1, // 0 would mean the default
 		// Mostly no write delay, so that only FLUSH and full blocks
 		// upload; sometimes a short one, so that partial blocks do too.
@@ -395,9 +499,9 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 }
 
 func (r *modelRound) String() string {
-	return fmt.Sprintf("seed %d: %d blocks of %s, cache %d blocks, parallel %d, read-ahead %d, write delay %v, %d workers, retrying %v, store delay %v",
+	return fmt.Sprintf("seed %d: %d blocks of %s, cache %d blocks, parallel %d, read-ahead %d, write delay %v, %d workers, retrying %v, store delay %v, hot blocks %v",
 		r.seed, r.cfg.Geometry.Blocks(), FormatSize(r.cfg.Geometry.BlockSize), r.cfg.CacheSize/r.cfg.Geometry.BlockSize,
-		r.cfg.Parallel, r.cfg.ReadAhead, r.cfg.WriteDelay, r.workers, r.retrying, r.faults.Delay)
+		r.cfg.Parallel, r.cfg.ReadAhead, r.cfg.WriteDelay, r.workers, r.retrying, r.faults.Delay, r.hot)
 }
 
 func (r *modelRound) run() {
@@ -423,6 +527,10 @@ func (r *modelRound) epoch(e int, crash bool) bool {
 	if err != nil {
 		t.Errorf("%v: epoch %d: open: %v", r, e, err)
 		return false
+	}
+	r.hot = r.hot[:0]
+	for range 2 + r.rng.IntN(3) {
+		r.hot = append(r.hot, r.rng.Int64N(r.cfg.Geometry.Blocks()))
 	}
 	r.faulty.SetFaults(r.faults)
 	failed0, lost0, cut0 := r.faulty.Failed.Load(), r.faulty.LostAnswers.Load(), r.faulty.CutOff.Load()
@@ -593,6 +701,14 @@ func (w *modelWorker) unit() int64 {
 	return 4096
 }
 
+// block picks a block, a hot one half the time.
+func (w *modelWorker) block() int64 {
+	if w.rng.IntN(2) == 0 {
+		return w.r.hot[w.rng.IntN(len(w.r.hot))]
+	}
+	return w.rng.Int64N(w.r.cfg.Geometry.Blocks())
+}
+
 // inBlock picks a range of at most half a block inside one block.
 func (w *modelWorker) inBlock() (off, n int64) {
 	g := w.r.cfg.Geometry
@@ -600,23 +716,21 @@ func (w *modelWorker) inBlock() (off, n int64) {
 	per := g.BlockSize / u
 	first := w.rng.Int64N(per)
 	n = 1 + w.rng.Int64N(min(per-first, per/2))
-	return w.rng.Int64N(g.Blocks())*g.BlockSize + first*u, n * u
+	return w.block()*g.BlockSize + first*u, n * u
 }
 
-// across picks a range of up to three blocks anywhere.
+// across picks a range of up to three blocks from within a block.
 func (w *modelWorker) across() (off, n int64) {
 	g := w.r.cfg.Geometry
 	u := w.unit()
-	units := g.Size / u
-	first := w.rng.Int64N(units)
-	n = 1 + w.rng.Int64N(min(units-first, 3*g.BlockSize/u))
+	first := w.block()*g.BlockSize/u + w.rng.Int64N(g.BlockSize/u)
+	n = 1 + w.rng.Int64N(min(g.Size/u-first, 3*g.BlockSize/u))
 	return first * u, n * u
 }
 
 // wholeBlock picks one block.
 func (w *modelWorker) wholeBlock() (off, n int64) {
-	g := w.r.cfg.Geometry
-	return w.rng.Int64N(g.Blocks()) * g.BlockSize, g.BlockSize
+	return w.block() * w.r.cfg.Geometry.BlockSize, w.r.cfg.Geometry.BlockSize
 }
 
 // step runs one random operation; false once the test failed.
@@ -647,7 +761,7 @@ func (w *modelWorker) step() bool {
 	case x < 62:
 		// A sequential reader: read-ahead starts on its second read.
 		g := w.r.cfg.Geometry
-		blk := w.rng.Int64N(g.Blocks())
+		blk := max(w.block()-w.rng.Int64N(3), 0)
 		for k := 0; k < 3+w.rng.IntN(4) && blk < g.Blocks(); k, blk = k+1, blk+1 {
 			if !w.read(blk*g.BlockSize, g.BlockSize) {
 				return false

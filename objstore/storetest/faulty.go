@@ -30,6 +30,11 @@ type Faults struct {
 	// another before its answer returns, so that answers come back out of
 	// order, and a request may be done long before its caller hears of it.
 	Delay time.Duration
+	// Slow is the fraction of requests whose waits are bounded by SlowDelay
+	// instead: the stragglers that leave a wide window for other requests
+	// on the same object to overtake them.
+	Slow      float64
+	SlowDelay time.Duration
 }
 
 // Faulty is a test double: a store on a bad day, wrapping another one. Its
@@ -87,9 +92,13 @@ func (s *Faulty) draw(op, key string) fate {
 	h.Write(nb[:])
 	rng := rand.New(rand.NewPCG(s.seed, h.Sum64()))
 	ft := fate{rng: rng}
-	if f.Delay > 0 {
-		ft.delay = time.Duration(rng.Int64N(int64(f.Delay)))
-		ft.answerDelay = time.Duration(rng.Int64N(int64(f.Delay)))
+	bound := f.Delay
+	if rng.Float64() < f.Slow {
+		bound = f.SlowDelay
+	}
+	if bound > 0 {
+		ft.delay = time.Duration(rng.Int64N(int64(bound)))
+		ft.answerDelay = time.Duration(rng.Int64N(int64(bound)))
 	}
 	if rng.Float64() < f.Fail {
 		if rng.IntN(2) == 0 {
