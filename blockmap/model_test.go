@@ -151,17 +151,17 @@ func (o *modelOp) String() string {
 // still be read. A write that failed may or may not have taken effect;
 // writes that overlap in time may take effect in either order. A read may
 // return the content of a write w that started before the read ended,
-// unless a write that succeeded started after w ended and ended before the
-// read started. For a crash the same rule holds with "succeeded" narrowed
-// to "durable": covered by a successful FUA, or ended before a successful
-// Sync started.
+// unless a write started after w ended, and took effect before the read
+// started: it succeeded before, or an earlier read saw it. For a crash the
+// same rule holds with "took effect" narrowed to "is durable": covered by
+// a successful FUA, or ended before a successful Sync started.
 type model struct {
 	blockSize int64 // for messages: the model itself knows only sectors
 
 	mu      sync.Mutex
 	clock   uint64
 	seq     uint64
-	sectors [][]*modelOp
+	sectors [][]candidate
 	// syncedBefore is the start of the latest successful Sync: every write
 	// that succeeded before it is durable.
 	syncedBefore uint64
@@ -169,6 +169,15 @@ type model struct {
 	trace        []*modelOp
 	// events are the requests that reached the store, for messages.
 	events []storeEvent
+}
+
+// candidate is a write that a sector may hold.
+type candidate struct {
+	*modelOp
+	// seen is when a read that returned this write's content in the sector
+	// ended (pending: none did). Zeros do not count: several writes of
+	// zeros look the same.
+	seen uint64
 }
 
 // storeEvent is a request as the store carried it out, at a tick of the
@@ -219,7 +228,7 @@ func (m *model) history(blk int64) string {
 
 func newModel(g Geometry) *model {
 	sectors := g.Size / SectorSize
-	m := &model{blockSize: g.BlockSize, sectors: make([][]*modelOp, sectors), inflight: make(map[*modelOp]bool)}
+	m := &model{blockSize: g.BlockSize, sectors: make([][]candidate, sectors), inflight: make(map[*modelOp]bool)}
 	m.reset(make([]uint64, sectors))
 	return m
 }
@@ -231,8 +240,8 @@ func (m *model) reset(contents []uint64) {
 	defer m.mu.Unlock()
 	m.clock++
 	for s, c := range contents {
-		m.sectors[s] = []*modelOp{{seq: c, worker: -1, kind: "as reopened", zero: c == 0, fua: true,
-			start: m.clock, end: m.clock, ok: true}}
+		o := &modelOp{seq: c, worker: -1, kind: "as reopened", zero: c == 0, fua: true, start: m.clock, end: m.clock, ok: true}
+		m.sectors[s] = []candidate{{o, pending}}
 	}
 	m.trace = m.trace[:0]
 	m.events = m.events[:0]
@@ -254,7 +263,7 @@ func (m *model) begin(o *modelOp, write bool) {
 	m.trace = append(m.trace, o)
 	if write {
 		for s := o.off / SectorSize; s < (o.off+o.n)/SectorSize; s++ {
-			m.sectors[s] = append(m.sectors[s], o)
+			m.sectors[s] = append(m.sectors[s], candidate{o, pending})
 		}
 	}
 }
@@ -283,7 +292,7 @@ func (m *model) prune() {
 	for s, hist := range m.sectors {
 		var cover uint64 // the latest start of a durable write ended before low
 		for _, f := range hist {
-			if m.durable(f) && f.end < low {
+			if m.durable(f.modelOp) && f.end < low {
 				cover = max(cover, f.start)
 			}
 		}
@@ -293,7 +302,7 @@ func (m *model) prune() {
 				kept = append(kept, e)
 			}
 		}
-		clear(hist[len(kept):])
+		clear(hist[len(kept):]) // for the collector
 		m.sectors[s] = kept
 	}
 }
@@ -301,27 +310,28 @@ func (m *model) prune() {
 // allowed reports whether a read of sector s running from start to end
 // may return content; with crash, whether a device reopened after a crash
 // may (start and end are then the present).
-func (m *model) allowed(s int64, content uint64, start, end uint64, crash bool) bool {
+func (m *model) allowed(s int64, content uint64, start, end uint64, crash bool) (*candidate, bool) {
 	hist := m.sectors[s]
-	for _, e := range hist {
+	for i, e := range hist {
 		if e.content() != content || e.start >= end {
 			continue
 		}
 		superseded := false
 		for _, f := range hist {
-			if f.end == pending || !f.ok || e.end == pending || e.end >= f.start || f.end >= start {
-				continue
+			if e.end == pending || e.end >= f.start {
+				continue // f is not known to have come after e
 			}
-			if !crash || m.durable(f) {
+			if crash && m.durable(f.modelOp) ||
+				!crash && (f.ok && f.end < start || f.seen < start) {
 				superseded = true
 				break
 			}
 		}
 		if !superseded {
-			return true
+			return &hist[i], true
 		}
 	}
-	return false
+	return nil, false
 }
 
 // endRead records the outcome of a read and checks the bytes p it read.
@@ -359,8 +369,13 @@ func (m *model) check(op *modelOp, p []byte, crash bool) error {
 	for i := int64(0); i < int64(len(p)); i += SectorSize {
 		s := (op.off + i) / SectorSize
 		c, ok := sectorContent(p[i:i+SectorSize], s)
-		if ok && m.allowed(s, c, op.start, op.end, crash) {
-			continue
+		if ok {
+			if e, ok := m.allowed(s, c, op.start, op.end, crash); ok {
+				if c != 0 && !crash {
+					e.seen = min(e.seen, op.end)
+				}
+				continue
+			}
 		}
 		var b strings.Builder
 		fmt.Fprintf(&b, "%v: sector %d (block %d, sector %d in it) ", op, s, s*SectorSize/m.blockSize, s%(m.blockSize/SectorSize))
@@ -371,7 +386,10 @@ func (m *model) check(op *modelOp, p []byte, crash bool) error {
 		}
 		b.WriteString(", which the model does not allow; its candidates:")
 		for _, e := range m.sectors[s] {
-			fmt.Fprintf(&b, "\n\t%v", e)
+			fmt.Fprintf(&b, "\n\t%v", e.modelOp)
+			if e.seen != pending {
+				fmt.Fprintf(&b, ", read by t%d", e.seen)
+			}
 		}
 		b.WriteString("\n" + m.history(s*SectorSize/m.blockSize))
 		return errors.New(b.String())
