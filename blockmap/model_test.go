@@ -418,23 +418,53 @@ type recorder struct {
 
 func (r recorder) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
 	rc, a, err := r.Store.Get(ctx, key, off, n)
-	if _, ok := ParseBlockKey(key); ok {
-		what := "GET found the object"
-		if err != nil {
-			what = "GET: " + err.Error()
+	if blk, ok := ParseBlockKey(key); ok {
+		what := "GET: " + fmt.Sprint(err)
+		if err == nil {
+			data, rerr := io.ReadAll(rc)
+			rc.Close()
+			rc = io.NopCloser(bytes.NewReader(data))
+			what = "GET found " + blockContents(data, blk) + fmt.Sprint(rerr)
 		}
 		r.m.recordEvent(key, what)
 	}
 	return rc, a, err
 }
 
+// blockContents describes block blk's bytes data as runs of sectors and
+// the writes they come from.
+func blockContents(data []byte, blk int64) string {
+	var b strings.Builder
+	spb := int64(len(data)) / SectorSize
+	var runStart int64
+	var runContent string
+	for i := int64(0); i <= spb; i++ {
+		var c string
+		if i < spb {
+			content, ok := sectorContent(data[i*SectorSize:][:SectorSize], blk*spb+i)
+			switch {
+			case !ok:
+				c = "garbage"
+			case content == 0:
+				c = "zeros"
+			default:
+				c = fmt.Sprintf("#%d", content)
+			}
+		}
+		if i == spb || c != runContent {
+			if i > 0 {
+				fmt.Fprintf(&b, "%d-%d %s, ", runStart, i-1, runContent)
+			}
+			runStart, runContent = i, c
+		}
+	}
+	return strings.TrimSuffix(b.String(), ", ")
+}
+
 func (r recorder) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
 	a, err := r.Store.Put(ctx, key, data, opts)
-	if _, ok := ParseBlockKey(key); ok {
-		what := "PUT stored"
-		if len(data) >= 16 {
-			what += fmt.Sprintf(" (its first sector from #%d)", binary.LittleEndian.Uint64(data))
-		}
+	if blk, ok := ParseBlockKey(key); ok {
+		what := "PUT stored " + blockContents(data, blk)
 		if err != nil {
 			what = "PUT: " + err.Error()
 		}
@@ -536,21 +566,27 @@ func (r *modelRound) run() {
 // crashes it at a random point, with crash) and checks the store.
 func (r *modelRound) epoch(e int, crash bool) bool {
 	t := r.t
-	// The device opens, and the epoch ends, with the failures off: opening
-	// is not what is tested here, and Close must succeed once the store
-	// works.
-	calm := storetest.Faults{Delay: r.faults.Delay}
-	r.faulty.SetFaults(calm)
-	d, err := Open(t.Context(), r.cfg)
-	if err != nil {
-		t.Errorf("%v: epoch %d: open: %v", r, e, err)
-		return false
+	// The device opens with the store failing: a listing broken off must
+	// still find every block. An open that fails may leave its mount
+	// marker behind (issue 14 item 7), hence Force.
+	r.faulty.SetFaults(r.faults)
+	cfg := r.cfg
+	cfg.Force = true
+	var d *Device
+	for attempt := 1; ; attempt++ {
+		var err error
+		if d, err = Open(t.Context(), cfg); err == nil {
+			break
+		}
+		if attempt == 20 {
+			t.Errorf("%v: epoch %d: open failed %d times, the last: %v", r, e, attempt, err)
+			return false
+		}
 	}
 	r.hot = r.hot[:0]
 	for range 2 + r.rng.IntN(3) {
 		r.hot = append(r.hot, r.rng.Int64N(r.cfg.Geometry.Blocks()))
 	}
-	r.faulty.SetFaults(r.faults)
 	failed0, lost0, cut0 := r.faulty.Failed.Load(), r.faulty.LostAnswers.Load(), r.faulty.CutOff.Load()
 
 	var aborted atomic.Bool
@@ -592,7 +628,8 @@ func (r *modelRound) epoch(e int, crash bool) bool {
 		<-workersDone
 	} else {
 		<-workersDone
-		r.faulty.SetFaults(calm)
+		// Close must succeed once the store works again.
+		r.faulty.SetFaults(storetest.Faults{Delay: r.faults.Delay})
 		// Writes racing Close: each one acknowledged must be stored when
 		// Close returns nil.
 		late := &modelWorker{r: r, d: d, id: r.workers, aborted: &aborted, rng: rand.New(rand.NewPCG(r.seed, uint64(e)<<8|0xff))}
