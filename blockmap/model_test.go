@@ -44,7 +44,7 @@ import (
 //
 //	OBJBACKER_MODEL_ROUNDS=500 go test -race -run Model ./blockmap/
 func TestModel(t *testing.T) {
-	first, rounds := uint64(1), 12
+	first, rounds := uint64(1), 8
 	if testing.Short() {
 		rounds = 4
 	}
