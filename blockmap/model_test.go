@@ -38,11 +38,12 @@ import (
 // old or new) and each block object must be exactly the block's bytes.
 //
 // A round's seed fixes its shape, the workers' operations and the store's
-// faults; a failure names its seed. OBJBACKER_MODEL_SEED sets the first
-// seed and OBJBACKER_MODEL_ROUNDS the number of rounds, for longer runs by
-// hand:
+// faults; a failure names its seed. The interleaving is the scheduler's, so
+// a seed may take a few runs to fail again. OBJBACKER_MODEL_SEED sets the
+// first seed (one round) and OBJBACKER_MODEL_ROUNDS the number of rounds,
+// for longer runs by hand:
 //
-//	OBJBACKER_MODEL_ROUNDS=500 go test -race -run Model ./blockmap/
+//	OBJBACKER_MODEL_ROUNDS=500 go test -race -run 'Model$' ./blockmap/
 func TestModel(t *testing.T) {
 	first, rounds := uint64(1), 8
 	if testing.Short() {
