@@ -110,14 +110,32 @@ func (s *exportSet) logReady() {
 }
 
 // close flushes and closes every export. A failed flush means acknowledged
-// writes did not reach the store: it is logged loudly and returned.
+// writes did not reach the store: it is logged loudly and returned. A
+// marker that could not be removed after a complete flush is said as such.
+// Either is a failure of the stop (exit code 1), whatever the store's
+// error: an access refused now is no bad input.
 func (s *exportSet) close() error {
 	var errs []error
 	for _, e := range s.opened {
-		if err := e.close(); err != nil {
+		err := e.close()
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, blockmap.ErrMountNotReleased):
+			s.log.Error("mount marker not removed: every acknowledged write reached the store, but the next start will be refused until reset-mounted", "export", e.spec.Name, "err", err)
+		default:
 			s.log.Error("FLUSH FAILED: acknowledged writes did not reach the store", "export", e.spec.Name, "err", err)
-			errs = append(errs, fmt.Errorf("export %s: %w", e.spec.Name, err))
 		}
+		errs = append(errs, fmt.Errorf("export %s: %w", e.spec.Name, err))
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return stopError{errors.Join(errs...)}
 }
+
+// stopError marks a failure of the stop: exit code 1.
+type stopError struct{ err error }
+
+func (e stopError) Error() string { return e.err.Error() }
+func (e stopError) Unwrap() error { return e.err }
