@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -9,7 +8,7 @@ import (
 // TestMountMarkerCommands: a served bucket is marked; a second serve is
 // refused (exit 2) until the marker is reset; info shows it.
 func TestMountMarkerCommands(t *testing.T) {
-	url := "file://" + filepath.Join(t.TempDir(), "marked")
+	url := fileURL(t, "marked")
 	s := startServe(t, "--size", "64M", "--export", "d="+url+"?hash_prefix=true")
 
 	code, _, stderr := runCLI(t, "serve", "--listen", freeAddr(t), "--export", "d="+url)
@@ -39,7 +38,7 @@ func TestMountMarkerCommands(t *testing.T) {
 }
 
 func TestErase(t *testing.T) {
-	url := "file://" + filepath.Join(t.TempDir(), "erase")
+	url := fileURL(t, "erase")
 	s := startServe(t, "--size", "64M", "--export", "d="+url)
 	runOK(t, "qemu-io", "-f", "raw", s.uri("d"), "-c", "write -P 0x62 0 5M")
 

@@ -82,7 +82,7 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // exitCode is 2 for bad input (what the user must fix: flags, URLs, a
-// missing bucket, refused credentials, geometry that does not fit the
+// missing bucket, missing or refused credentials, geometry that does not fit the
 // bucket) and 1 for everything else, a failed stop among them whatever
 // its cause.
 func exitCode(err error) int {
@@ -96,6 +96,7 @@ func exitCode(err error) int {
 		errors.Is(err, objstore.ErrInvalidURL),
 		errors.Is(err, objstore.ErrBucketNotFound),
 		errors.Is(err, objstore.ErrAccessDenied),
+		errors.Is(err, objstore.ErrNoCredentials),
 		errors.Is(err, blockmap.ErrMounted):
 		return 2
 	}
