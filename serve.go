@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -64,7 +61,7 @@ func serve(c *cli.Context) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
 	set, err := openExports(ctx, c, log)

@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -65,7 +63,7 @@ func vdev(c *cli.Context) error {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
 	set, err := openExports(ctx, c, log)
