@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/objbacker/objbacker/blockmap"
 	"github.com/objbacker/objbacker/internal/testenv"
 )
 
@@ -22,11 +24,11 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // TestBadInput: each mistake gets exit code 2 and one line that says what
 // is wrong, before any client can connect.
 func TestBadInput(t *testing.T) {
-	dir := t.TempDir()
-	recorded := "file://" + filepath.Join(dir, "recorded")
+	recorded := fileURL(t, "recorded")
 	if code, _, stderr := runCLI(t, "info", recorded); code != 0 {
 		t.Fatalf("info on a fresh dir: %d %s", code, stderr)
 	}
+	typo := filepath.Join(t.TempDir(), "typo", "dir")
 	// Record a 64 MiB device.
 	s := startServe(t, "--size", "64M", "--export", "d="+recorded)
 	s.stop(t)
@@ -47,6 +49,10 @@ func TestBadInput(t *testing.T) {
 		{"no size for a fresh bucket", []string{"serve", "--export", "d=mem://"}, "records no device size"},
 		{"unknown flag", []string{"serve", "--sizee", "1G"}, "sizee"},
 		{"unknown URL parameter", []string{"serve", "--export", "d=s3://bucket/p?endpont=http://x"}, `unknown parameter "endpont"`},
+		{"size zero", []string{"serve", "--size", "0", "--export", "d=mem://"}, "--size 0: the size must be positive"},
+		{"block size zero", []string{"serve", "--size", "64M", "--block-size", "0", "--export", "d=mem://"}, "--block-size 0: the size must be positive"},
+		{"missing directory", []string{"serve", "--size", "64M", "--export", "d=file://" + typo}, typo + " does not exist; --create-dir creates it"},
+		{"info of a missing directory", []string{"info", "file://" + typo}, typo + " does not exist"},
 	}
 	cases = append(cases, struct {
 		name string
@@ -60,7 +66,11 @@ func TestBadInput(t *testing.T) {
 				url := "s3://no-such-bucket-objbacker/vol?endpoint=" + testenv.S3Endpoint(t)
 				tc.args = []string{"serve", "--size", "1G", "--export", "d=" + url}
 			}
-			code, _, stderr := runCLI(t, append(tc.args, "--listen", freeAddr(t))...)
+			args := tc.args
+			if args[0] == "serve" {
+				args = append(args, "--listen", freeAddr(t))
+			}
+			code, _, stderr := runCLI(t, args...)
 			if code != 2 {
 				t.Errorf("exit code %d, want 2; stderr:\n%s", code, stderr)
 			}
@@ -70,6 +80,49 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("last stderr line %q does not say %q", last, tc.want)
 			}
 		})
+	}
+	if _, err := os.Stat(filepath.Dir(typo)); !os.IsNotExist(err) {
+		t.Errorf("a mistyped file:// directory was created (%v)", err)
+	}
+}
+
+// TestAddressesCheckedFirst: a --listen or --metrics address that cannot
+// be bound fails the start before any bucket is opened: the default
+// export's directory is not created, a fresh bucket gets no size.
+func TestAddressesCheckedFirst(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, tc := range []struct{ name, flag string }{{"listen", "--listen"}, {"metrics", "--metrics"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Chdir(t.TempDir())
+			bucket := fileURL(t, "fresh")
+			for _, export := range [][]string{nil, {"--size", "64M", "--export", "d=" + bucket}} {
+				args := append([]string{"serve", "--listen", freeAddr(t), tc.flag, taken.Addr().String()}, export...)
+				code, _, stderr := runCLI(t, args...)
+				if code != 2 || !strings.Contains(stderr, tc.flag+" "+taken.Addr().String()) {
+					t.Errorf("%v: exit %d, stderr %q; want exit 2 naming %s", args, code, stderr, tc.flag)
+				}
+			}
+			if _, err := os.Stat("objbacker-data"); !os.IsNotExist(err) {
+				t.Errorf("the default export's directory was created (%v)", err)
+			}
+			if entries, err := os.ReadDir(strings.TrimPrefix(bucket, "file://")); err != nil || len(entries) != 0 {
+				t.Errorf("the fresh bucket holds %d objects (%v); want none", len(entries), err)
+			}
+		})
+	}
+}
+
+// TestCreateDir: --create-dir creates a file:// export's directory.
+func TestCreateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "disk")
+	s := startServe(t, "--create-dir", "--size", "64M", "--export", "d=file://"+dir)
+	s.stop(t)
+	if _, err := os.Stat(filepath.Join(dir, blockmap.DescriptorKey)); err != nil {
+		t.Fatalf("no device in the created directory: %v", err)
 	}
 }
 
@@ -102,7 +155,7 @@ func TestRestartKeepsDataAndSize(t *testing.T) {
 // TestStopFlushesDirtyBlocks: a client that dies without FLUSH or
 // disconnect leaves dirty blocks; stopping the server must store them.
 func TestStopFlushesDirtyBlocks(t *testing.T) {
-	url := "file://" + filepath.Join(t.TempDir(), "dirty")
+	url := fileURL(t, "dirty")
 	s := startServe(t, "--size", "64M", "--write-delay", "1h", "--export", "d="+url)
 	const script = `
 import sys, nbd, os
@@ -128,5 +181,8 @@ func TestDefaultServe(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join("objbacker-data", "disk0", "objbacker-device")); err != nil {
 		t.Fatalf("default store not in ./objbacker-data/disk0: %v", err)
+	}
+	if uri := "uri=" + s.uri("disk0"); !strings.Contains(s.stderr.String(), uri) {
+		t.Fatalf("the log does not give the client's URI %s:\n%s", uri, s.stderr)
 	}
 }

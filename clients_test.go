@@ -32,7 +32,7 @@ type backend struct {
 
 var backends = []backend{
 	{"mem", func(*testing.T, string) string { return "mem://" }, false, true},
-	{"file", func(t *testing.T, sub string) string { return "file://" + filepath.Join(t.TempDir(), sub) }, true, false},
+	{"file", func(t *testing.T, sub string) string { return fileURL(t, sub) }, true, false},
 	{"s3", func(t *testing.T, sub string) string { return testenv.S3URL(t, sub) }, true, false},
 	{"gcs", func(t *testing.T, sub string) string { return testenv.GCSURL(t, sub) }, true, false},
 	{"azure", func(t *testing.T, sub string) string { return testenv.AzureURL(t, sub) }, true, false},

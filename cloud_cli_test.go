@@ -28,6 +28,22 @@ func TestCloudStartupErrors(t *testing.T) {
 			testenv.RefusedGCSCredentials(t)
 			return "gs://bucket-objbacker/vol"
 		}, 2, []string{"bucket-objbacker", "access denied", "invalid_grant"}},
+		{"s3 missing credentials", func(t *testing.T) string {
+			url := "s3://bucket-objbacker/vol?endpoint=" + testenv.S3Endpoint(t)
+			home := t.TempDir()
+			for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "",
+				"AWS_EC2_METADATA_DISABLED": "true", "HOME": home, "AWS_CONFIG_FILE": home + "/config", "AWS_SHARED_CREDENTIALS_FILE": home + "/credentials"} {
+				t.Setenv(k, v)
+			}
+			return url
+		}, 2, []string{"bucket-objbacker", "no credentials", "AWS_ACCESS_KEY_ID"}},
+		{"gs missing credentials", func(t *testing.T) string {
+			home := t.TempDir()
+			for k, v := range map[string]string{"STORAGE_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": "", "HOME": home, "CLOUDSDK_CONFIG": home} {
+				t.Setenv(k, v)
+			}
+			return "gs://bucket-objbacker/vol"
+		}, 2, []string{"bucket-objbacker", "no credentials", "GOOGLE_APPLICATION_CREDENTIALS"}},
 		{"gs unreachable", func(t *testing.T) string {
 			return "gs://bucket-objbacker/vol?endpoint=" + closedEndpoint(t)
 		}, 1, []string{"bucket-objbacker", "connection refused"}},

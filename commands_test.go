@@ -1,15 +1,18 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/objbacker/objbacker/blockmap"
 )
 
 // TestMountMarkerCommands: a served bucket is marked; a second serve is
 // refused (exit 2) until the marker is reset; info shows it.
 func TestMountMarkerCommands(t *testing.T) {
-	url := "file://" + filepath.Join(t.TempDir(), "marked")
+	url := fileURL(t, "marked")
 	s := startServe(t, "--size", "64M", "--export", "d="+url+"?hash_prefix=true")
 
 	code, _, stderr := runCLI(t, "serve", "--listen", freeAddr(t), "--export", "d="+url)
@@ -39,7 +42,7 @@ func TestMountMarkerCommands(t *testing.T) {
 }
 
 func TestErase(t *testing.T) {
-	url := "file://" + filepath.Join(t.TempDir(), "erase")
+	url := fileURL(t, "erase")
 	s := startServe(t, "--size", "64M", "--export", "d="+url)
 	runOK(t, "qemu-io", "-f", "raw", s.uri("d"), "-c", "write -P 0x62 0 5M")
 
@@ -56,5 +59,42 @@ func TestErase(t *testing.T) {
 	}
 	if code, out, _ := runCLI(t, "info", url); code != 0 || !strings.Contains(out, "not recorded") || !strings.Contains(out, "blocks present: 0") {
 		t.Fatalf("info after erase (exit %d):\n%s", code, out)
+	}
+}
+
+// TestEraseHoldsTheMarker: erase marks the bucket while it runs, so that a
+// daemon starting mid-erase is refused, and removes the mark when done.
+func TestEraseHoldsTheMarker(t *testing.T) {
+	url := fileURL(t, "erasing")
+	dir := strings.TrimPrefix(url, "file://")
+	for n := range int64(3000) {
+		if err := os.WriteFile(filepath.Join(dir, blockmap.BlockKey(n)), []byte{1}, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runCLI(t, "erase", "--yes", "--parallel", "1", url)
+		done <- code
+	}()
+	marker := filepath.Join(dir, blockmap.MountMarkerKey)
+	seen := false
+	for !seen {
+		select {
+		case code := <-done:
+			t.Fatalf("erase ended (exit %d) without the bucket ever being marked", code)
+		default:
+		}
+		_, err := os.Stat(marker)
+		seen = err == nil
+	}
+	if code, _, stderr := runCLI(t, "serve", "--listen", freeAddr(t), "--export", "d="+url); code != 2 || !strings.Contains(stderr, "marked as mounted") {
+		t.Errorf("serve during an erase: exit %d, %q; want refused", code, stderr)
+	}
+	if code := <-done; code != 0 {
+		t.Fatalf("erase: exit %d", code)
+	}
+	if _, err := os.Stat(marker); !os.IsNotExist(err) {
+		t.Errorf("the marker outlived the erase (%v)", err)
 	}
 }

@@ -54,7 +54,7 @@ func resetMountedCommand() *cli.Command {
 	}
 }
 
-func erase(c *cli.Context) error {
+func erase(c *cli.Context) (err error) {
 	if !c.Bool("yes") {
 		return usageError{errors.New("erase destroys the device's data; confirm with --yes")}
 	}
@@ -63,11 +63,19 @@ func erase(c *cli.Context) error {
 		return err
 	}
 	defer store.Close()
-	if m, ok, err := blockmap.ReadMountMarker(c.Context, store); err != nil {
+	// Claim the bucket as serve does, so that a daemon starting mid-erase
+	// is refused, and give it back however the erase ends.
+	mount, err := blockmap.ClaimMount(c.Context, store, c.Bool("force"))
+	if err != nil {
 		return err
-	} else if ok && !c.Bool("force") {
-		return fmt.Errorf("%w %s: stop what serves it first, or pass --force", blockmap.ErrMounted, m)
 	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Context), blockmap.ReleaseTimeout)
+		defer cancel()
+		if rerr := mount.Release(ctx); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
 
 	// Both namings are erased: a bucket may hold either, and a key of one
 	// form never parses as the other.
@@ -89,10 +97,8 @@ func erase(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, key := range []string{blockmap.DescriptorKey, blockmap.MountMarkerKey} {
-		if err := store.Delete(c.Context, key); err != nil {
-			return err
-		}
+	if err := store.Delete(c.Context, blockmap.DescriptorKey); err != nil {
+		return err
 	}
 	fmt.Fprintf(c.App.Writer, "erased %d blocks and the recorded layout from %s\n", len(keys), redact(raw))
 	return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -63,7 +64,7 @@ var storeRetryPolicy = objstore.RetryPolicy{Attempts: 10, BaseDelay: 100 * time.
 
 // openExport opens the store and the device of one export. The store is
 // counted below the retry layer, so retried requests show in the metrics.
-func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, parallel int, log *slog.Logger) (*openedExport, error) {
+func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, opts storeurl.Options, log *slog.Logger) (*openedExport, error) {
 	storeURL, hashPrefix, err := splitDeviceParams(spec.URL)
 	if err != nil {
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
@@ -71,8 +72,11 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, paral
 	cfg.HashPrefix = hashPrefix
 	// A mem:// store lives in this process: a second copy of the device's
 	// blocks, and a copy per upload, for nothing.
-	cfg.Volatile = isMemURL(storeURL)
-	base, err := storeurl.Open(ctx, storeURL, storeurl.Options{Parallel: parallel})
+	cfg.Volatile = urlScheme(storeURL) == "mem"
+	base, err := storeurl.Open(ctx, storeURL, opts)
+	if errors.Is(err, objstore.ErrBucketNotFound) && urlScheme(storeURL) == "file" {
+		err = fmt.Errorf("%w; --create-dir creates it", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
@@ -107,9 +111,13 @@ func splitDeviceParams(raw string) (storeURL string, hashPrefix *bool, err error
 	return u.String(), &v, nil
 }
 
-func isMemURL(raw string) bool {
+// urlScheme is raw's scheme, or "" if it does not parse.
+func urlScheme(raw string) string {
 	u, err := url.Parse(raw)
-	return err == nil && u.Scheme == "mem"
+	if err != nil {
+		return ""
+	}
+	return u.Scheme
 }
 
 // redact drops credentials a URL might carry before it reaches a log.

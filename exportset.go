@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/objstore/storeurl"
 )
 
 // urlForms is the part of a serving command's help that describes
@@ -37,6 +38,7 @@ func exportFlags() []cli.Flag {
 		&cli.IntFlag{Name: "read-ahead", Value: blockmap.DefaultReadAhead, Usage: "blocks fetched ahead of a sequential reader (0: default, -1: off)", EnvVars: []string{"OBJBACKER_READ_AHEAD"}},
 		&cli.DurationFlag{Name: "write-delay", Value: blockmap.DefaultWriteDelay, Usage: "longest time a partly written block waits for more writes before it is uploaded", EnvVars: []string{"OBJBACKER_WRITE_DELAY"}},
 		&cli.BoolFlag{Name: "read-only", Usage: "refuse writes, trims and zeroes", EnvVars: []string{"OBJBACKER_READ_ONLY"}},
+		&cli.BoolFlag{Name: "create-dir", Usage: "create the directory of a file:// export if it does not exist (the default export's always is)", EnvVars: []string{"OBJBACKER_CREATE_DIR"}},
 		&cli.BoolFlag{Name: "force", Usage: "serve buckets marked as mounted (by an objbacker that crashed, or by s3backer)", EnvVars: []string{"OBJBACKER_FORCE"}},
 		&cli.StringFlag{Name: "metrics", Usage: "`ADDR` to serve Prometheus metrics on (/metrics); off when empty", EnvVars: []string{"OBJBACKER_METRICS"}},
 		&cli.DurationFlag{Name: "stop-timeout", Value: DefaultStopTimeout, Usage: "on SIGINT or SIGTERM, give up flushing once no block has reached the store for this long: FLUSH FAILED, exit 1, the mount marker stays (0: wait as long as it takes)", EnvVars: []string{"OBJBACKER_STOP_TIMEOUT"}},
@@ -87,9 +89,12 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*export
 		cfg.DefaultSize = defaultSize
 	}
 
+	// A file:// directory that does not exist is most likely a typo: it
+	// is created only on request, or for the zero-flag default.
+	opts := storeurl.Options{Parallel: cfg.Parallel, CreateDir: implicit || c.Bool("create-dir")}
 	set := &exportSet{log: log}
 	for _, spec := range specs {
-		e, err := openExport(ctx, spec, cfg, cfg.Parallel, log.With("export", spec.Name))
+		e, err := openExport(ctx, spec, cfg, opts, log.With("export", spec.Name))
 		if err != nil {
 			set.close()
 			return nil, err
@@ -100,24 +105,47 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*export
 	return set, nil
 }
 
-// logReady says what each export serves.
-func (s *exportSet) logReady() {
+// logReady says what each export serves; more adds attributes of the
+// front end (how a client reaches it).
+func (s *exportSet) logReady(more func(*openedExport) []any) {
 	for _, e := range s.opened {
 		g := e.device.Geometry()
-		s.log.Info("export ready", "export", e.spec.Name, "url", redact(e.spec.URL),
-			"size", blockmap.FormatSize(g.Size), "block_size", blockmap.FormatSize(g.BlockSize))
+		args := []any{"export", e.spec.Name, "url", redact(e.spec.URL),
+			"size", blockmap.FormatSize(g.Size), "block_size", blockmap.FormatSize(g.BlockSize)}
+		if more != nil {
+			args = append(args, more(e)...)
+		}
+		s.log.Info("export ready", args...)
 	}
 }
 
 // close flushes and closes every export. A failed flush means acknowledged
-// writes did not reach the store: it is logged loudly and returned.
+// writes did not reach the store: it is logged loudly and returned. A
+// marker that could not be removed after a complete flush is said as such.
+// Either is a failure of the stop (exit code 1), whatever the store's
+// error: an access refused now is no bad input.
 func (s *exportSet) close() error {
 	var errs []error
 	for _, e := range s.opened {
-		if err := e.close(); err != nil {
+		err := e.close()
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, blockmap.ErrMountNotReleased):
+			s.log.Error("mount marker not removed: every acknowledged write reached the store, but the next start will be refused until reset-mounted", "export", e.spec.Name, "err", err)
+		default:
 			s.log.Error("FLUSH FAILED: acknowledged writes did not reach the store", "export", e.spec.Name, "err", err)
-			errs = append(errs, fmt.Errorf("export %s: %w", e.spec.Name, err))
 		}
+		errs = append(errs, fmt.Errorf("export %s: %w", e.spec.Name, err))
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	return stopError{errors.Join(errs...)}
 }
+
+// stopError marks a failure of the stop: exit code 1.
+type stopError struct{ err error }
+
+func (e stopError) Error() string { return e.err.Error() }
+func (e stopError) Unwrap() error { return e.err }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -59,7 +60,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // startServe runs `objbacker serve --listen … args…` and waits until it
-// accepts connections. It is stopped (as by SIGTERM) at the end of the test.
+// serves. It is stopped (as by SIGTERM) at the end of the test.
 func startServe(t *testing.T, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,8 +74,9 @@ func startServe(t *testing.T, args ...string) *server {
 			t.Fatalf("serve exited with %d before accepting clients:\n%s", code, s.stderr)
 		default:
 		}
-		if c, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
-			c.Close()
+		// The address is bound before the buckets are opened: ready is
+		// when the log says so.
+		if strings.Contains(s.stderr.String(), "msg=serving") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -105,6 +107,17 @@ func (s *server) stop(t *testing.T) int {
 		t.Fatalf("serve did not stop within 120 s:\n%s", s.stderr)
 		return -1
 	}
+}
+
+// fileURL returns the file:// URL of a fresh directory, which exists:
+// serve creates none without --create-dir.
+func fileURL(t *testing.T, sub string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), sub)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return "file://" + dir
 }
 
 func (s *server) uri(export string) string { return "nbd://" + s.addr + "/" + export }

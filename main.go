@@ -82,16 +82,21 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // exitCode is 2 for bad input (what the user must fix: flags, URLs, a
-// missing bucket, refused credentials, geometry that does not fit the
-// bucket) and 1 for everything else.
+// missing bucket, missing or refused credentials, geometry that does not fit the
+// bucket) and 1 for everything else, a failed stop among them whatever
+// its cause.
 func exitCode(err error) int {
 	var ue usageError
+	var se stopError
 	switch {
+	case errors.As(err, &se):
+		return 1
 	case errors.As(err, &ue),
 		errors.Is(err, blockmap.ErrInvalidConfig),
 		errors.Is(err, objstore.ErrInvalidURL),
 		errors.Is(err, objstore.ErrBucketNotFound),
 		errors.Is(err, objstore.ErrAccessDenied),
+		errors.Is(err, objstore.ErrNoCredentials),
 		errors.Is(err, blockmap.ErrMounted):
 		return 2
 	}

@@ -37,7 +37,7 @@ func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 	for _, e := range exports {
 		blocks := e.device.Geometry().Blocks()
 		limit += heapPerExport + blocks/8
-		if isMemURL(e.spec.URL) {
+		if urlScheme(e.spec.URL) == "mem" {
 			limit += blocks * heapPerMemBlock
 		}
 	}

@@ -9,14 +9,30 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
-// serveMetrics serves the exports' counters in Prometheus text format on
-// addr/metrics, and Go's profiles on addr/debug/pprof/. The returned function stops the server.
-func serveMetrics(addr string, exports []*openedExport, log *slog.Logger) (func(), error) {
+// listenMetrics binds --metrics, if set, before any bucket is opened: a
+// mistyped or taken address must not cost a bucket its first claim.
+func listenMetrics(c *cli.Context) (net.Listener, error) {
+	addr := c.String("metrics")
+	if addr == "" {
+		return nil, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, usageError{fmt.Errorf("--metrics %s: %w", addr, err)}
+	}
+	return ln, nil
+}
+
+// serveMetrics serves the exports' counters in Prometheus text format on
+// ln at /metrics, and Go's profiles at /debug/pprof/. ln nil: nothing to
+// serve. The returned function stops the server.
+func serveMetrics(ln net.Listener, exports []*openedExport, log *slog.Logger) func() {
+	if ln == nil {
+		return func() {}
 	}
 	mux := http.NewServeMux()
 	// Profiles are what a slow export needs looked at; they cost nothing
@@ -39,7 +55,7 @@ func serveMetrics(addr string, exports []*openedExport, log *slog.Logger) (func(
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-	}, nil
+	}
 }
 
 type metric struct {

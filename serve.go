@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/signal"
-	"syscall"
+	"net/url"
 
 	"github.com/urfave/cli/v2"
 
@@ -51,11 +49,26 @@ func serve(c *cli.Context) error {
 		return usageError{fmt.Errorf("--min-block-size %d: want 512 or 4096", minBlock)}
 	}
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	// The addresses first: a taken or mistyped one must fail before any
+	// bucket is claimed, created or given a size.
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return usageError{fmt.Errorf("--listen %s: %w", c.String("listen"), err)}
+	}
+	defer ln.Close()
+	metricsLn, err := listenMetrics(c)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
 	set, err := openExports(ctx, c, log)
 	if err != nil {
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return err
 	}
 	opened := set.opened
@@ -72,21 +85,9 @@ func serve(c *cli.Context) error {
 			PreferredBlockSize: uint32(min(g.BlockSize, nbd.DefaultMaxBlockSize)),
 		})
 	}
-	ln, err := net.Listen("tcp", c.String("listen"))
-	if err != nil {
-		set.close()
-		return usageError{fmt.Errorf("--listen %s: %w", c.String("listen"), err)}
-	}
-	if addr := c.String("metrics"); addr != "" {
-		stopMetrics, err := serveMetrics(addr, opened, log)
-		if err != nil {
-			ln.Close()
-			set.close()
-			return usageError{fmt.Errorf("--metrics %s: %w", addr, err)}
-		}
-		defer stopMetrics()
-	}
-	set.logReady()
+	stopMetrics := serveMetrics(metricsLn, opened, log)
+	defer stopMetrics()
+	set.logReady(func(e *openedExport) []any { return []any{"uri", nbdURI(ln.Addr(), e.spec.Name)} })
 	log.Info("serving", "listen", ln.Addr().String(), "exports", len(opened))
 
 	srv := &nbd.Server{Exports: exports, Log: log}
@@ -103,4 +104,18 @@ func serve(c *cli.Context) error {
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// nbdURI is the URI a client on this host gives to reach export, as
+// libnbd, qemu and nbdinfo take it: nbd://127.0.0.1:10809/disk0. A
+// wildcard listen address is reached through localhost.
+func nbdURI(addr net.Addr, export string) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "nbd://" + addr.String() + "/" + export
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return (&url.URL{Scheme: "nbd", Host: net.JoinHostPort(host, port), Path: "/" + export}).String()
 }

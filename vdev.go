@@ -7,8 +7,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,31 +48,34 @@ func vdev(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError{fmt.Errorf("vdev takes no arguments (got %q); use --export NAME=URL", c.Args().First())}
 	}
-	// The device first: without the module there is nothing to serve, and
-	// opening the exports would mark their buckets for nothing.
+	// The device and the metrics address first: without them there is
+	// nothing to serve, and opening the exports would mark their buckets
+	// for nothing.
 	path := c.String("device")
 	dev, err := openVdevDevice(path)
 	if err != nil {
 		return err
 	}
 
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	metricsLn, err := listenMetrics(c)
+	if err != nil {
+		dev.Close()
+		return err
+	}
+
+	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
 	set, err := openExports(ctx, c, log)
 	if err != nil {
 		dev.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return err
 	}
-	if addr := c.String("metrics"); addr != "" {
-		stopMetrics, err := serveMetrics(addr, set.opened, log)
-		if err != nil {
-			dev.Close()
-			set.close()
-			return usageError{fmt.Errorf("--metrics %s: %w", addr, err)}
-		}
-		defer stopMetrics()
-	}
+	stopMetrics := serveMetrics(metricsLn, set.opened, log)
+	defer stopMetrics()
 	var exports []*kernel.Export
 	for _, e := range set.opened {
 		exports = append(exports, &kernel.Export{
@@ -84,7 +85,7 @@ func vdev(c *cli.Context) error {
 			ReadOnly:  c.Bool("read-only"),
 		})
 	}
-	set.logReady()
+	set.logReady(nil)
 	log.Info("serving the ZFS module", "device", path, "exports", len(exports))
 
 	srv := &kernel.Server{Exports: exports, Log: log}

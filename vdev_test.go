@@ -118,8 +118,7 @@ func (v *vdevRun) do(t *testing.T, h kernel.Header, payload []byte) kerneltest.R
 // recorded geometry, serves requests, and on SIGTERM flushes what was never
 // flushed, says so in the BYEs, and exits 0; a second run finds the data.
 func TestVdevServesAndFlushesOnStop(t *testing.T) {
-	dir := t.TempDir()
-	exports := []string{"--export", "a=file://" + filepath.Join(dir, "a"), "--export", "b=file://" + filepath.Join(dir, "b")}
+	exports := []string{"--export", "a=" + fileURL(t, "a"), "--export", "b=" + fileURL(t, "b")}
 	v := startVdev(t, append([]string{"--size", "64M", "--block-size", "256K"}, exports...)...)
 	a, ok := v.k.Export("a")
 	if b, okb := v.k.Export("b"); !ok || !okb || a.Size != 64<<20 || a.BlockSize != 256<<10 || b.Flags != kernel.ExportTrim {

@@ -121,6 +121,9 @@ type Device struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// mount is the claim on the bucket that Close gives back.
+	mount *Mount
 }
 
 // Open resolves the device geometry against what the store records (writing
@@ -157,16 +160,22 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	// Claim the bucket before reading or writing anything else in it, and
 	// give the claim back if the device does not open.
-	if err := setMountMarker(ctx, cfg.Store, cfg.Force); err != nil {
+	mount, err := ClaimMount(ctx, cfg.Store, cfg.Force)
+	if err != nil {
 		return nil, err
 	}
 	d, err := open(ctx, cfg)
 	if err != nil {
-		if rerr := ResetMountMarker(ctx, cfg.Store); rerr != nil {
+		// With a context of its own: a start-up cancelled by SIGTERM
+		// must not leave its marker behind.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReleaseTimeout)
+		defer cancel()
+		if rerr := mount.Release(rctx); rerr != nil {
 			cfg.Log.Error("could not remove our mount marker", "err", rerr)
 		}
 		return nil, err
 	}
+	d.mount = mount
 	return d, nil
 }
 
@@ -268,7 +277,9 @@ func (d *Device) Size() (int64, error) { return d.geo.Size, nil }
 
 // Close flushes every dirty block, stops the workers and reports a flush
 // failure: data acknowledged to a client that did not reach the store.
-// Operations that begin once Close has begun fail with ErrClosed.
+// Operations that begin once Close has begun fail with ErrClosed. Once
+// every write is stored it removes the mount marker, if still ours; a marker
+// it could not remove is an error wrapping ErrMountNotReleased.
 //
 // Close runs once; later calls return the first one's result, and never
 // touch a marker that another device may have set since.
@@ -301,9 +312,9 @@ func (d *Device) close() error {
 		// writes that were acknowledged and lost.
 		return fmt.Errorf("final flush: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), ReleaseTimeout)
 	defer cancel()
-	return ResetMountMarker(ctx, d.store)
+	return d.mount.Release(ctx)
 }
 
 // Abort cancels the store requests under way and fails every operation

@@ -54,6 +54,11 @@ func (s *counting) Delete(ctx context.Context, key string) error {
 	return s.note(s.next.Delete(ctx, key))
 }
 
+func (s *counting) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	s.c.Deletes.Add(1)
+	return s.note(s.next.DeleteIfMatch(ctx, key, etag))
+}
+
 func (s *counting) Stat(ctx context.Context, key string) (Attrs, error) {
 	s.c.Stats.Add(1)
 	a, err := s.next.Stat(ctx, key)

@@ -14,6 +14,9 @@ var (
 	ErrBucketNotFound = errors.New("bucket not found")
 	// ErrAccessDenied: the credentials were refused or lack a permission.
 	ErrAccessDenied = errors.New("access denied")
+	// ErrNoCredentials: no credentials were found where the provider's
+	// tools look for them.
+	ErrNoCredentials = errors.New("no credentials")
 	// ErrInvalidURL: a store URL that cannot be opened as written.
 	ErrInvalidURL = errors.New("invalid store URL")
 	// ErrCorrupt: an object's bytes do not match the checksum the store

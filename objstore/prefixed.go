@@ -32,6 +32,10 @@ func (p *prefixed) Delete(ctx context.Context, key string) error {
 	return p.next.Delete(ctx, p.prefix+key)
 }
 
+func (p *prefixed) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	return p.next.DeleteIfMatch(ctx, p.prefix+key, etag)
+}
+
 func (p *prefixed) Stat(ctx context.Context, key string) (Attrs, error) {
 	return p.next.Stat(ctx, p.prefix+key)
 }

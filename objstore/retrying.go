@@ -264,6 +264,14 @@ func (r *retrying) Delete(ctx context.Context, key string) error {
 	return r.do(ctx, "delete", key, func() error { return r.next.Delete(ctx, key) })
 }
 
+// DeleteIfMatch is retried, unlike a conditional put: if a delete went
+// through but its answer was lost, the retry finds the object missing and
+// fails with ErrNotFound, which tells the caller the truth, that it is
+// gone; it cannot remove an object replaced since, whose ETag differs.
+func (r *retrying) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	return r.do(ctx, "delete", key, func() error { return r.next.DeleteIfMatch(ctx, key, etag) })
+}
+
 func (r *retrying) Stat(ctx context.Context, key string) (Attrs, error) {
 	var a Attrs
 	err := r.do(ctx, "stat", key, func() (err error) {

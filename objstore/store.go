@@ -27,6 +27,15 @@ type Store interface {
 	// Delete removes key. Deleting a missing object is not an error.
 	Delete(ctx context.Context, key string) error
 
+	// DeleteIfMatch removes key only if it exists with this ETag: the
+	// compare-and-delete that gives back a claim (the mount marker) without
+	// removing one another process has set since. An object with another
+	// ETag stays and the call fails with ErrPreconditionFailed; a missing
+	// object fails with ErrNotFound, so that a retry after a lost answer
+	// tells "gone" from "replaced". Drivers decide it atomically where the
+	// store can; each says where it cannot.
+	DeleteIfMatch(ctx context.Context, key, etag string) error
+
 	// Stat returns the attributes of key, or ErrNotFound.
 	Stat(ctx context.Context, key string) (Attrs, error)
 

@@ -64,7 +64,7 @@ func newServiceClient(ctx context.Context, cfg Config, opts *service.ClientOptio
 	}
 	cred, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
-		return nil, fmt.Errorf("no Azure credentials (%s): %w", credentialsHint, err)
+		return nil, fmt.Errorf("%w: no Azure credentials (%s): %w", objstore.ErrNoCredentials, credentialsHint, err)
 	}
 	if err := checkToken(ctx, cred); err != nil {
 		return nil, err
@@ -101,5 +101,7 @@ func checkToken(ctx context.Context, cred *azidentity.DefaultAzureCredential) er
 	if _, ok := errors.AsType[*azidentity.AuthenticationFailedError](err); ok {
 		return fmt.Errorf("Azure credentials refused (%s): %w", credentialsHint, classify(ctx, err, objstore.ErrAccessDenied))
 	}
-	return fmt.Errorf("no usable Azure credentials (%s): %w", credentialsHint, err)
+	// The chain's last link is the managed identity: its failure is what
+	// having no credentials off Azure looks like.
+	return fmt.Errorf("%w: no usable Azure credentials (%s): %w", objstore.ErrNoCredentials, credentialsHint, err)
 }

@@ -109,6 +109,25 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// DeleteIfMatch deletes with If-Match, which Azure evaluates atomically
+// with the delete. Azurite answers 412 for a missing blob as for another
+// ETag; a Stat after a 412 tells the two apart.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	_, err := s.container.NewBlobClient(key).Delete(ctx, &blob.DeleteOptions{
+		AccessConditions: conditions(objstore.PutOptions{IfMatch: etag}),
+	})
+	if err == nil {
+		return nil
+	}
+	err = s.keyError(ctx, key, err, objstore.ErrNotFound)
+	if errors.Is(err, objstore.ErrPreconditionFailed) {
+		if _, serr := s.Stat(ctx, key); errors.Is(serr, objstore.ErrNotFound) {
+			return serr
+		}
+	}
+	return err
+}
+
 func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	resp, err := s.container.NewBlobClient(key).GetProperties(ctx, nil)
 	if err != nil {

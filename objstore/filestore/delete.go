@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/objbacker/objbacker/objstore"
 )
 
 // Delete removes the data file, then its sidecar, so that a crash in
@@ -29,6 +31,37 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
 		return nil
 	}
+	return s.remove(key, path)
+}
+
+// DeleteIfMatch compares and deletes under the key's lock, so it is atomic
+// among the goroutines of this process and, like the conditional puts,
+// not against another process sharing the directory.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	path := s.path(key)
+	mu := s.lock(key)
+	mu.Lock()
+	defer mu.Unlock()
+	cur, err := current(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("filestore: delete %q: %w", key, err)
+	case cur == nil:
+		return fmt.Errorf("filestore: delete %q: %w", key, objstore.ErrNotFound)
+	case cur.MD5 != etag:
+		return fmt.Errorf("filestore: delete %q: %w", key, objstore.ErrPreconditionFailed)
+	}
+	return s.remove(key, path)
+}
+
+// remove deletes an object's data file and sidecar; the key's lock is held.
+func (s *Store) remove(key, path string) error {
 	removed := false
 	for _, p := range []string{path, sidecarPath(path)} {
 		err := os.Remove(p)

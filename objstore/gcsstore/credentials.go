@@ -31,7 +31,7 @@ func findCredentials(ctx context.Context) (*auth.Credentials, error) {
 		Scopes: []string{storage.ScopeReadWrite},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("no Google credentials (%s): %w", credentialsHint, err)
+		return nil, fmt.Errorf("%w: no Google credentials (%s): %w", objstore.ErrNoCredentials, credentialsHint, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, credentialsTimeout)
 	defer cancel()

@@ -107,6 +107,28 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return err
 }
 
+// DeleteIfMatch deletes with ifGenerationMatch (the ETag is the
+// generation), which GCS evaluates atomically with the delete. It reads the
+// generation first all the same: fake-gcs-server ignores the condition on
+// a delete, and so would any other store that does not implement it.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	gen, err := strconv.ParseInt(etag, 10, 64)
+	if err != nil || gen <= 0 {
+		return fmt.Errorf("gs://%s/%s: %w: ETag %q is no generation", s.name, key, objstore.ErrPreconditionFailed, etag)
+	}
+	a, err := s.Stat(ctx, key)
+	if err != nil {
+		return err
+	}
+	if a.ETag != etag {
+		return fmt.Errorf("gs://%s/%s: %w: generation %s, not %s", s.name, key, objstore.ErrPreconditionFailed, a.ETag, etag)
+	}
+	if err := s.bucket.Object(key).If(storage.Conditions{GenerationMatch: gen}).Delete(ctx); err != nil {
+		return s.objectError(ctx, key, err)
+	}
+	return nil
+}
+
 func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	a, err := s.bucket.Object(key).Attrs(ctx)
 	if err != nil {

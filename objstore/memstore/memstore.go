@@ -158,6 +158,28 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// DeleteIfMatch compares and deletes under the store's lock: atomic.
+func (s *Store) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects == nil {
+		return errClosed
+	}
+	o, ok := s.objects[key]
+	switch {
+	case !ok:
+		return objstore.ErrNotFound
+	case o.attrs.ETag != etag:
+		return objstore.ErrPreconditionFailed
+	}
+	s.free(o.data)
+	delete(s.objects, key)
+	return nil
+}
+
 func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	if err := ctx.Err(); err != nil {
 		return objstore.Attrs{}, err

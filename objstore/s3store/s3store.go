@@ -135,12 +135,14 @@ func checkEndpoint(endpoint string) error {
 func checkCredentials(ctx context.Context, creds aws.CredentialsProvider) error {
 	const hint = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance role"
 	if creds == nil {
-		return fmt.Errorf("no AWS credentials (%s)", hint)
+		return fmt.Errorf("%w: no AWS credentials (%s)", objstore.ErrNoCredentials, hint)
 	}
 	ctx, cancel := context.WithTimeout(ctx, credentialsTimeout)
 	defer cancel()
+	// The chain's last link is the instance role: its failure is what
+	// having no credentials off EC2 looks like.
 	if _, err := creds.Retrieve(ctx); err != nil {
-		return fmt.Errorf("no usable AWS credentials (%s): %w", hint, err)
+		return fmt.Errorf("%w: no usable AWS credentials (%s): %w", objstore.ErrNoCredentials, hint, err)
 	}
 	return nil
 }

@@ -54,6 +54,30 @@ func testIfMatch(t *testing.T, s objstore.Store) {
 	}
 }
 
+// testDeleteIfMatch: a compare-and-delete removes the object only while
+// it has the ETag given, and tells a replaced object from a missing one.
+func testDeleteIfMatch(t *testing.T, s objstore.Store) {
+	ctx := t.Context()
+	const key = "cond/delete"
+	first := MustPut(t, s, key, []byte("first"), objstore.PutOptions{})
+	second := MustPut(t, s, key, []byte("second"), objstore.PutOptions{})
+	if err := s.DeleteIfMatch(ctx, key, first.ETag); !errors.Is(err, objstore.ErrPreconditionFailed) {
+		t.Errorf("DeleteIfMatch with a stale ETag = %v; want ErrPreconditionFailed", err)
+	}
+	if got, _ := MustGet(t, s, key, 0, -1); string(got) != "second" {
+		t.Fatalf("content after refused DeleteIfMatch = %q; want %q", got, "second")
+	}
+	if err := s.DeleteIfMatch(ctx, key, second.ETag); err != nil {
+		t.Fatalf("DeleteIfMatch with the current ETag: %v", err)
+	}
+	if _, err := s.Stat(ctx, key); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("Stat after DeleteIfMatch = %v; want ErrNotFound", err)
+	}
+	if err := s.DeleteIfMatch(ctx, key, second.ETag); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("DeleteIfMatch of a missing object = %v; want ErrNotFound", err)
+	}
+}
+
 // testConditionalRace checks that conditional puts are atomic: of several
 // concurrent creates or compare-and-swaps, exactly one wins and the others
 // fail with ErrPreconditionFailed; creates of an object that exists all

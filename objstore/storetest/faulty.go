@@ -74,7 +74,7 @@ type fate struct {
 	answerDelay time.Duration // before the answer returns
 	before      bool          // fail before reaching the store
 	after       bool          // fail after the store did the work
-	cutBody     bool
+	brokenBody     bool
 }
 
 // draw decides the fate of the next request op on key.
@@ -105,7 +105,7 @@ func (s *Faulty) draw(op, key string) fate {
 			ft.before = true
 		} else {
 			ft.after = true
-			ft.cutBody = f.CutBodies
+			ft.brokenBody = f.CutBodies
 		}
 	}
 	return ft
@@ -158,7 +158,7 @@ func (s *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 		return nil, objstore.Attrs{}, err
 	}
 	rc, a, err := s.next.Get(ctx, key, off, n)
-	if err == nil && ft.cutBody {
+	if err == nil && ft.brokenBody {
 		// The answer starts to arrive and breaks off.
 		if werr := wait(ctx, ft.answerDelay); werr != nil {
 			rc.Close()
@@ -175,7 +175,7 @@ func (s *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 		if len(body) > 0 {
 			cut = ft.rng.Int64N(int64(len(body)))
 		}
-		return &cutBody{data: body[:cut], err: objstore.Transient(fmt.Errorf("get %q: %w: body cut after %d of %d bytes", key, errFault, cut, len(body)))}, a, nil
+		return &brokenBody{data: body[:cut], err: objstore.Transient(fmt.Errorf("get %q: %w: body cut after %d of %d bytes", key, errFault, cut, len(body)))}, a, nil
 	}
 	if err = s.finish(ctx, ft, "get", key, err); err != nil && rc != nil {
 		rc.Close()
@@ -184,13 +184,13 @@ func (s *Faulty) Get(ctx context.Context, key string, off, n int64) (io.ReadClos
 	return rc, a, err
 }
 
-// cutBody is a body that ends early with err.
-type cutBody struct {
+// brokenBody is a body that ends early with err.
+type brokenBody struct {
 	data []byte
 	err  error
 }
 
-func (c *cutBody) Read(p []byte) (int, error) {
+func (c *brokenBody) Read(p []byte) (int, error) {
 	if len(c.data) == 0 {
 		return 0, c.err
 	}
@@ -199,7 +199,7 @@ func (c *cutBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *cutBody) Close() error { return nil }
+func (c *brokenBody) Close() error { return nil }
 
 func (s *Faulty) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
 	ft := s.draw("put", key)

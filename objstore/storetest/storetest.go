@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		{"ListStops", testListStops},
 		{"IfNoneMatch", testIfNoneMatch},
 		{"IfMatch", testIfMatch},
+		{"DeleteIfMatch", testDeleteIfMatch},
 		{"ConditionalRace", testConditionalRace},
 		{"ConcurrentDistinctKeys", testConcurrentDistinctKeys},
 		{"ConcurrentSameKey", testConcurrentSameKey},

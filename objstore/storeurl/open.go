@@ -12,8 +12,11 @@ package storeurl
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,6 +41,9 @@ type Options struct {
 	// Parallel is how many requests the caller keeps in flight; network
 	// stores keep at least that many idle connections per host.
 	Parallel int
+	// CreateDir creates the directory of a file:// URL if it does not
+	// exist; otherwise that is ErrBucketNotFound, as a missing bucket is.
+	CreateDir bool
 }
 
 // Open parses raw and opens the store it names, checking that the bucket or
@@ -66,6 +72,9 @@ func Open(ctx context.Context, raw string, opts Options) (objstore.Store, error)
 		dir, err := fileDir(u)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %q: %v", objstore.ErrInvalidURL, raw, err)
+		}
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) && !opts.CreateDir {
+			return nil, fmt.Errorf("%w: directory %s does not exist", objstore.ErrBucketNotFound, dir)
 		}
 		if store, err = filestore.Open(dir); err != nil {
 			return nil, err
