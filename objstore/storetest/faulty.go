@@ -74,7 +74,7 @@ type fate struct {
 	answerDelay time.Duration // before the answer returns
 	before      bool          // fail before reaching the store
 	after       bool          // fail after the store did the work
-	brokenBody     bool
+	brokenBody  bool
 }
 
 // draw decides the fate of the next request op on key.
@@ -216,6 +216,14 @@ func (s *Faulty) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	return s.finish(ctx, ft, "delete", key, s.next.Delete(ctx, key))
+}
+
+func (s *Faulty) DeleteIfMatch(ctx context.Context, key, etag string) error {
+	ft := s.draw("delete", key)
+	if err := s.start(ctx, ft, "delete", key); err != nil {
+		return err
+	}
+	return s.finish(ctx, ft, "delete", key, s.next.DeleteIfMatch(ctx, key, etag))
 }
 
 func (s *Faulty) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
