@@ -42,7 +42,8 @@ type result struct {
 	rounds int
 	took   time.Duration
 	proxy  string
-	failed bool
+	// failed and skipped: a skipped scenario is no pass.
+	failed, skipped bool
 }
 
 // TestFaults runs objbacker through a store that misbehaves, daemons that
@@ -120,7 +121,7 @@ func (s *suite) run(t *testing.T, name string, body func(*scenario)) {
 		sc.bucket = newBucket(t, s.s3, fmt.Sprintf("faults-%s-%d", name, time.Now().UnixNano()%1e9))
 		defer func() {
 			res.took = time.Since(begin)
-			res.failed = t.Failed()
+			res.failed, res.skipped = t.Failed(), t.Skipped()
 			if sc.proxy != nil {
 				res.proxy = sc.proxy.Stats().String()
 			}
@@ -440,8 +441,11 @@ func (s *suite) table(t *testing.T, took time.Duration) {
 	fmt.Fprintf(tw, "scenario\tresult\trounds\t%s\ttime\t\n", strings.Join(cols, "\t"))
 	for _, r := range s.results {
 		verdict := "ok"
-		if r.failed {
+		switch {
+		case r.failed:
 			verdict = "FAIL"
+		case r.skipped:
+			verdict = "SKIPPED"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t", r.name, verdict, r.rounds)
 		for _, c := range cols {
