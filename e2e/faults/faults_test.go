@@ -19,7 +19,13 @@ import (
 )
 
 // roundsEnv sets the suite's length: the SIGKILL rounds, from which the
-// other scenarios' rounds and sizes follow. CI runs the default.
+// other scenarios' rounds and sizes follow. CI runs the default, in about
+// four minutes; a longer run by hand, from the repository root:
+//
+//	OBJBACKER_FAULTS_ROUNDS=200 OBJBACKER_TEST_STRICT=1 \
+//	  go test -race -timeout 2h -v -run '^TestFaults$' ./e2e/faults/
+//
+// OBJBACKER_FAULTS_SEED repeats a run's random choices (up to timing).
 const roundsEnv = "OBJBACKER_FAULTS_ROUNDS"
 
 const defaultRounds = 20

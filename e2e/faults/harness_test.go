@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,8 +51,12 @@ func minioBinary(t *testing.T) string {
 type minio struct {
 	bin, dir, addr string
 	log            *os.File
-	cmd            *exec.Cmd
-	exited         chan struct{}
+
+	// mu guards the process, which a scenario may kill and start again
+	// from another goroutine while the test's cleanup may kill it.
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 func startMinio(t *testing.T) *minio {
@@ -75,20 +80,22 @@ func (m *minio) endpoint() string { return "http://" + m.addr }
 
 // start runs MinIO and waits until it reports itself live.
 func (m *minio) start(ctx context.Context) error {
-	m.cmd = exec.Command(m.bin, "server", "--address", m.addr, m.dir)
-	m.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+minioUser, "MINIO_ROOT_PASSWORD="+minioPassword,
+	cmd := exec.Command(m.bin, "server", "--address", m.addr, m.dir)
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+minioUser, "MINIO_ROOT_PASSWORD="+minioPassword,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
-	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = m.log, m.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting MinIO: %w", err)
 	}
 	exited := make(chan struct{})
-	m.exited = exited
 	go func() {
-		m.cmd.Wait()
+		cmd.Wait()
 		close(exited)
 	}()
+	m.mu.Lock()
+	m.cmd, m.exited = cmd, exited
+	m.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
@@ -102,7 +109,7 @@ func (m *minio) start(ctx context.Context) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("MinIO exited at start-up (%s); see %s", m.cmd.ProcessState, m.log.Name())
+			return fmt.Errorf("MinIO exited at start-up (%s); see %s", cmd.ProcessState, m.log.Name())
 		case <-ctx.Done():
 			m.kill()
 			return fmt.Errorf("MinIO not live within 60 s; see %s", m.log.Name())
@@ -113,12 +120,15 @@ func (m *minio) start(ctx context.Context) error {
 
 // kill SIGKILLs MinIO, as a crash or an OOM kill would, and waits for it.
 func (m *minio) kill() {
-	if m.cmd == nil {
+	m.mu.Lock()
+	cmd, exited := m.cmd, m.exited
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd == nil {
 		return
 	}
-	m.cmd.Process.Kill()
-	<-m.exited
-	m.cmd = nil
+	cmd.Process.Kill()
+	<-exited
 }
 
 // s3Client talks to MinIO directly, never through a proxy: the suite's

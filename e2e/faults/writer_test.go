@@ -179,9 +179,9 @@ func (w *writer) do(t *testing.T, cmd map[string]any, limit time.Duration) error
 }
 
 // run is a random workload of ops requests.
-func (w *writer) run(t *testing.T, w8 workload, limit time.Duration) {
+func (w *writer) run(t *testing.T, wl workload, limit time.Duration) {
 	t.Helper()
-	if err := w.do(t, w8.command(), limit); err != nil {
+	if err := w.do(t, wl.command(), limit); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -144,9 +144,6 @@ func (p *Proxy) URL() string { return "http://" + p.addr }
 // past their draw keep theirs.
 func (p *Proxy) SetFaults(f Faults) { p.faults.Store(&f) }
 
-// Faults returns the faults injected now.
-func (p *Proxy) Faults() Faults { return *p.faults.Load() }
-
 // SetDown takes the store down (true): the proxy closes its listener, so
 // that new connections are refused, and resets every open one. false
 // listens again on the same address.
@@ -385,7 +382,12 @@ func (p *Proxy) handle(w http.ResponseWriter, r *http.Request) {
 			w.Header()[name] = values
 		}
 	}
-	if r.Method != http.MethodHead {
+	if r.Method == http.MethodHead {
+		// No body, but the length of the object, which S3 clients read.
+		if cl := resp.Header.Get("Content-Length"); cl != "" {
+			w.Header().Set("Content-Length", cl)
+		}
+	} else {
 		w.Header().Set("Content-Length", strconv.Itoa(len(respBody)))
 	}
 

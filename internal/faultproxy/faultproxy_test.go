@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,8 @@ func (s *fakeStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodGet && r.URL.Path == "/b/vol/00000000":
 		w.Write(object)
+	case r.Method == http.MethodHead && r.URL.Path == "/b/vol/00000000":
+		w.Header().Set("Content-Length", strconv.Itoa(len(object)))
 	case r.Method == http.MethodGet && r.URL.Query().Has("list-type"):
 		io.WriteString(w, listing)
 	case r.Method == http.MethodPut:
@@ -109,6 +112,18 @@ func TestNoFaultsForwardsUnchangedWithTheClientsHost(t *testing.T) {
 	host := strings.TrimPrefix(p.URL(), "http://")
 	if hosts[0] != host {
 		t.Errorf("store saw Host %q, want the proxy's %q (the client signed it)", hosts[0], host)
+	}
+}
+
+func TestHeadKeepsTheObjectsLength(t *testing.T) {
+	p, _ := start(t, Faults{})
+	resp, err := client.Head(p.URL() + "/b/vol/00000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ContentLength != int64(len(object)) {
+		t.Errorf("HEAD through the proxy: Content-Length %d, want %d", resp.ContentLength, len(object))
 	}
 }
 
