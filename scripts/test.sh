@@ -74,8 +74,8 @@ fi
 log "go vet ${packages[*]}"
 go vet "${packages[@]}"
 if ((everything)); then
-	log "go test -race -timeout 40m $* -skip ^(TestZFS|TestVdev)\$ ./..."
-	go test -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev)$' ./...
+	log "go test -race -timeout 40m $* -skip ^(TestZFS|TestVdev|TestFaults)\$ ./..."
+	go test -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev|TestFaults)$' ./...
 	# Block buffers live outside the Go heap only without -race, which
 	# watches heap memory alone (blockmap/arena_heap.go): run the packages
 	# that use them once more on mapped memory.
@@ -88,6 +88,11 @@ if ((everything)); then
 	# The native vdev (docs/vdev.md): the objbacker-patched ZFS in the guest.
 	log "go test -race -timeout 40m $* -v -run ^TestVdev\$ ./e2e/"
 	go test -race -timeout 40m "$@" -v -run '^TestVdev$' ./e2e/
+	# The fault suite (e2e/faults, about 4 min) runs alone and verbosely:
+	# it ends with its figures, per scenario. OBJBACKER_FAULTS_ROUNDS=N
+	# runs N SIGKILL rounds (default 20) and scales the rest with them.
+	log "go test -race -timeout 20m $* -v -run ^TestFaults\$ ./e2e/faults/"
+	go test -race -timeout 20m "$@" -v -run '^TestFaults$' ./e2e/faults/
 else
 	log "go test -race -timeout 40m $*"
 	go test -race -timeout 40m "$@"
