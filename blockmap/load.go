@@ -52,15 +52,27 @@ func (d *Device) load(b *block) error {
 			b.buf, kept = data, true
 		}
 	default:
+		dst := b.buf
+		if b.loan != nil {
+			// A presumed-absent block that went back to partial may be lent
+			// to a reply (LendAt): merge into a buffer of our own, as a
+			// writer copies first, counted as the fetch's room (kept).
+			dst = d.getBuf()
+			copy(dst, b.buf)
+		}
 		b.written.gaps(func(off, n int64) {
 			if data == nil {
-				clear(b.buf[off : off+n])
+				clear(dst[off : off+n])
 			} else {
-				copy(b.buf[off:off+n], data[off:off+n])
+				copy(dst[off:off+n], data[off:off+n])
 			}
 		})
 		if data != nil {
 			d.dropFetchBuf(data)
+		}
+		if b.loan != nil {
+			d.letGo(b)
+			b.buf, kept = dst, true
 		}
 	}
 	if absent {

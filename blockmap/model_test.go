@@ -962,14 +962,14 @@ func (w *modelWorker) sync() bool {
 
 // errAllowed reports whether o's error, if any, is one the device may
 // return: EIO from an operation that needs the store, in rounds that show
-// the device every store failure, and after an Abort EIO or ErrClosed from
+// the device every store failure, and after an Abort EIO, ErrAborted or ErrClosed from
 // any operation.
 func (w *modelWorker) errAllowed(o *modelOp, needsStore bool) bool {
 	err := o.err
 	switch {
 	case err == nil:
 		return true
-	case w.aborted.Load() && (errors.Is(err, syscall.EIO) || errors.Is(err, ErrClosed)):
+	case w.aborted.Load() && (errors.Is(err, syscall.EIO) || errors.Is(err, ErrAborted) || errors.Is(err, ErrClosed)):
 		return true
 	case needsStore && !w.r.retrying && errors.Is(err, syscall.EIO):
 		return true

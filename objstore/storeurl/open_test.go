@@ -17,7 +17,7 @@ func TestFileURLs(t *testing.T) {
 		"file://" + abs:    abs,
 		"file://./rel/dir": "rel/dir",
 	} {
-		s, err := Open(t.Context(), raw, Options{})
+		s, err := Open(t.Context(), raw, Options{CreateDir: true})
 		if err != nil {
 			t.Fatalf("%s: %v", raw, err)
 		}
