@@ -3,7 +3,9 @@ package blockmap
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,5 +112,73 @@ func TestStaleFetchLeavesPresenceAlone(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatalf("block 1 reads back other bytes than written (zeros: %v): a stale GET marked it absent", isZero(got))
+	}
+}
+
+// corruptGets answers the first bad GETs of each block object with a body
+// that fails its checksum at the end, as a store's driver reports damage
+// in flight.
+type corruptGets struct {
+	objstore.Store
+	mu   sync.Mutex
+	bad  int
+	seen map[string]int
+}
+
+func (s *corruptGets) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	rc, a, err := s.Store.Get(ctx, key, off, n)
+	if err != nil || len(key) != 8 {
+		return rc, a, err
+	}
+	s.mu.Lock()
+	s.seen[key]++
+	damaged := s.seen[key] <= s.bad
+	s.mu.Unlock()
+	if !damaged {
+		return rc, a, err
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return nil, a, err
+	}
+	clear(body)
+	return io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{objstore.Transient(objstore.ErrCorrupt)})), a, nil
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// Damage in flight is re-read as often as the store layer retries any
+// other transient failure (the fault suite's corrupt-get scenario, with a
+// fifth of GET bodies damaged, got EIO from three reads), and a block that
+// stays damaged reads as EIO, never as the bad bytes.
+func TestCorruptFetchIsReadAgain(t *testing.T) {
+	g := Geometry{Size: 4 * mib, BlockSize: mib}
+	for _, tc := range []struct {
+		bad  int
+		want bool
+	}{{objstore.DefaultRetryPolicy().Attempts - 1, true}, {fetchAttempts, false}} {
+		mem := memstore.New()
+		want := pattern(mib, 7)
+		if _, err := mem.Put(t.Context(), "00000001", want, objstorePut(g)); err != nil {
+			t.Fatal(err)
+		}
+		store := &corruptGets{Store: mem, bad: tc.bad, seen: map[string]int{}}
+		d := testDevice(t, store, g, 4*mib)
+		got := make([]byte, mib)
+		_, err := d.ReadAt(got, mib)
+		switch {
+		case tc.want && err != nil:
+			t.Errorf("%d damaged answers: %v, want the block after %d reads", tc.bad, err, tc.bad+1)
+		case tc.want && !bytes.Equal(got, want):
+			t.Errorf("%d damaged answers: the block read back wrong", tc.bad)
+		case !tc.want && !errors.Is(err, objstore.ErrCorrupt):
+			t.Errorf("%d damaged answers: err %v, want ErrCorrupt", tc.bad, err)
+		}
+		if n := store.seen["00000001"]; n != min(tc.bad+1, fetchAttempts) {
+			t.Errorf("%d damaged answers: %d GETs, want %d", tc.bad, n, min(tc.bad+1, fetchAttempts))
+		}
 	}
 }

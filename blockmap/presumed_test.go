@@ -155,6 +155,47 @@ func TestWritesDuringACreateOnlyPut(t *testing.T) {
 	}
 }
 
+// A reply that borrowed a presumed-absent block's buffer (LendAt) while its
+// create-only PUT was out keeps the bytes it was lent: the object found
+// is merged under the written sectors in a copy, not in the lent buffer.
+func TestMergeLeavesALentBufferAlone(t *testing.T) {
+	base := pattern(mib, 60)
+	d, s := unlistedBlock(t, base, true)
+	patch := pattern(4096, 61)
+	if _, err := d.WriteAt(patch, mib+8192); err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan error, 1)
+	go func() { synced <- d.Sync() }()
+	<-s.at
+	views, release, err := d.LendAt(mib, mib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lent := bytes.Join(views, nil)
+	s.proceed <- struct{}{}
+	if err := <-synced; err != nil {
+		t.Fatal(err)
+	}
+	if got := bytes.Join(views, nil); !bytes.Equal(got, lent) {
+		t.Errorf("the buffer lent to a reply changed under it: %d of %d bytes differ", countDiff(got, lent), len(lent))
+	}
+	release()
+	want := bytes.Clone(base)
+	copy(want[8192:], patch)
+	checkBlock1(t, d, s, want)
+}
+
+func countDiff(a, b []byte) int {
+	n := 0
+	for i := range a {
+		if a[i] != b[i] {
+			n++
+		}
+	}
+	return n
+}
+
 // failedCreate fails the first create-only PUT of key with a transient
 // error, after storing it when stored is set: an answer lost on the way
 // back.
