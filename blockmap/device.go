@@ -12,6 +12,7 @@ package blockmap
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -226,39 +227,78 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	return d, nil
 }
 
+// listAttempts bounds the listings listPresent makes of a store that lists
+// keys out of order.
+const listAttempts = 3
+
 // listPresent fills the presence map from a listing of the store, and
 // checks that the first block found is one we can read (block 0 may be a
 // hole in a bucket s3backer encrypted).
+//
+// A block the listing misses reads as zeros, so a listing that breaks the
+// stores' promise of ascending keys is not trusted alone: a key damaged in
+// transit (plain HTTP, a broken proxy) both invents a block and hides the
+// real one. The store is listed again, keeping every block any listing
+// showed, until a listing comes back in order or listAttempts were made
+// (a store that never orders its listings, such as S3's directory
+// buckets, gets the union). A block listed wrongly as present costs a GET
+// that finds no object; one listed wrongly as absent is what must not
+// happen. Damage that keeps the order cannot be seen here; writes over such
+// a block are still safe (create-only PUTs, upload.go).
 func (d *Device) listPresent(ctx context.Context) error {
 	start := time.Now()
 	var count int64
 	var first string
-	err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
-		n, ok := d.naming.Parse(info.Key)
-		if !ok {
+	for listing := 1; ; listing++ {
+		var last string
+		ordered := true
+		err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
+			if last != "" && info.Key <= last {
+				ordered = false
+			}
+			last = info.Key
+			n, ok := d.naming.Parse(info.Key)
+			if !ok {
+				return nil
+			}
+			if first == "" || info.Key < first {
+				first = info.Key
+			}
+			if n >= d.geo.Blocks() {
+				d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
+				return nil
+			}
+			if !d.present.has(n) {
+				d.present.set(n, true)
+				count++
+			}
 			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("listing blocks: %w", err)
 		}
-		if first == "" {
-			first = info.Key
+		if ordered {
+			break
 		}
-		if n >= d.geo.Blocks() {
-			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
-			return nil
+		if listing == listAttempts {
+			d.log.Warn("the store listed keys out of order in every listing; serving every block any of them showed", "listings", listing)
+			break
 		}
-		d.present.set(n, true)
-		count++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("listing blocks: %w", err)
+		d.log.Warn("the store listed keys out of order; listing again, keeping every block seen", "listing", listing)
 	}
 	if first != "" {
 		a, err := d.store.Stat(ctx, first)
-		if err != nil {
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			// Listed, but gone or never there (a damaged listing): its
+			// reads will find no object either.
+			d.log.Warn("the first block listed has no object; its encoding was not probed", "key", first)
+		case err != nil:
 			return fmt.Errorf("probing %s: %w", first, err)
-		}
-		if err := checkEncoding(first, a); err != nil {
-			return err
+		default:
+			if err := checkEncoding(first, a); err != nil {
+				return err
+			}
 		}
 	}
 	d.log.Info("device opened", "size", FormatSize(d.geo.Size), "block_size", FormatSize(d.geo.BlockSize),
