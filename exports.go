@@ -73,7 +73,11 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, opts 
 	// A mem:// store lives in this process: a second copy of the device's
 	// blocks, and a copy per upload, for nothing.
 	cfg.Volatile = urlScheme(storeURL) == "mem"
-	base, err := storeurl.Open(ctx, storeURL, opts)
+	var base objstore.Store
+	err = objstore.Retry(ctx, storeRetryPolicy, log, "open", redact(storeURL), func() (err error) {
+		base, err = storeurl.Open(ctx, storeURL, opts)
+		return err
+	})
 	if errors.Is(err, objstore.ErrBucketNotFound) && urlScheme(storeURL) == "file" {
 		err = fmt.Errorf("%w; --create-dir creates it", err)
 	}

@@ -19,6 +19,10 @@ func openURLArg(c *cli.Context) (objstore.Store, string, error) {
 	if err != nil {
 		return nil, raw, err
 	}
-	store, err := storeurl.Open(c.Context, storeURL, storeurl.Options{Parallel: c.Int("parallel")})
+	var store objstore.Store
+	err = objstore.Retry(c.Context, storeRetryPolicy, nil, "open", redact(storeURL), func() (err error) {
+		store, err = storeurl.Open(c.Context, storeURL, storeurl.Options{Parallel: c.Int("parallel")})
+		return err
+	})
 	return store, raw, err
 }

@@ -67,6 +67,15 @@ func Retrying(store Store, policy RetryPolicy, log *slog.Logger) Store {
 	return &retrying{next: store, policy: policy, log: log}
 }
 
+// Retry calls call until it succeeds, fails with an error that is not
+// transient, runs out of policy's attempts or ctx ends, as Retrying retries
+// a store's calls; op and what name the call in the log and the error. It
+// is for what happens before there is a store to wrap: opening one, whose
+// check of the bucket is a request like any other.
+func Retry(ctx context.Context, policy RetryPolicy, log *slog.Logger, op, what string, call func() error) error {
+	return Retrying(nil, policy, log).(*retrying).do(ctx, op, what, call)
+}
+
 type retrying struct {
 	next   Store
 	policy RetryPolicy

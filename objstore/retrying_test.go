@@ -663,3 +663,35 @@ func TestRetryingGetGivesUpWithoutProgress(t *testing.T) {
 		t.Errorf("read after cancellation = %v; want context.Canceled, not transient", err)
 	}
 }
+
+// Retry gives a call outside any store (opening one) the same retries:
+// transient failures are retried, others return at once.
+func TestRetryCall(t *testing.T) {
+	calls := 0
+	err := objstore.Retry(t.Context(), tiny, nil, "open", "bucket", func() error {
+		calls++
+		if calls < 3 {
+			return objstore.Transient(errBoom)
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("two transient failures: err %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	err = objstore.Retry(t.Context(), tiny, nil, "open", "bucket", func() error {
+		calls++
+		return objstore.ErrBucketNotFound
+	})
+	if !errors.Is(err, objstore.ErrBucketNotFound) || calls != 1 {
+		t.Errorf("a permanent failure: err %v after %d calls, want ErrBucketNotFound after 1", err, calls)
+	}
+	calls = 0
+	err = objstore.Retry(t.Context(), tiny, nil, "open", "bucket", func() error {
+		calls++
+		return objstore.Transient(errBoom)
+	})
+	if !errors.Is(err, errBoom) || calls != tiny.Attempts {
+		t.Errorf("failing for good: err %v after %d calls, want errBoom after %d", err, calls, tiny.Attempts)
+	}
+}
