@@ -133,6 +133,11 @@ func (s *suite) run(t *testing.T, name string, body func(*scenario)) {
 			}
 		}()
 		body(sc)
+		// A read that returned what no write left there is wrong data
+		// served to a client, whatever the store did.
+		if n := sc.fig.Get("bad reads"); n > 0 {
+			t.Errorf("%d reads returned bytes that no acknowledged or failed write left there (the log above names them)", n)
+		}
 	})
 }
 
@@ -185,6 +190,9 @@ func (sc *scenario) faultClass(f faultproxy.Faults, ops int) {
 	sc.stopExpectingClean(d)
 	sc.proxy.SetFaults(faultproxy.Faults{})
 	sc.res.rounds = 1
+	if sc.proxy.Stats().Injected() == 0 {
+		t.Errorf("the proxy injected no fault: the scenario tried nothing")
+	}
 	sc.verify("after " + sc.name)
 	// A fault strikes at most one attempt in four; ten attempts fail
 	// together about once in a million requests.
@@ -193,10 +201,17 @@ func (sc *scenario) faultClass(f faultproxy.Faults, ops int) {
 	}
 }
 
-// stopExpectingClean sends SIGTERM; exit 0 makes every acknowledged write
-// durable in the ledger, anything else fails the scenario.
+// stopExpectingClean sends SIGTERM and expects a clean stop.
 func (sc *scenario) stopExpectingClean(d *daemon) {
-	code, took := d.stop(sc.t, syscall.SIGTERM, 3*time.Minute)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	sc.expectClean(d)
+}
+
+// expectClean waits for a daemon sent one SIGTERM; exit 0 makes every
+// acknowledged write durable in the ledger, anything else fails the
+// scenario.
+func (sc *scenario) expectClean(d *daemon) {
+	code, took := d.wait(sc.t, 3*time.Minute)
 	if code == 0 {
 		sc.ledger.stoppedCleanly()
 		return
@@ -219,9 +234,13 @@ func (sc *scenario) corruptList(rounds int) {
 	sc.stopExpectingClean(d)
 	for round := 1; round <= rounds; round++ {
 		sc.proxyURL()
+		damaged := sc.proxy.Stats().CorruptLists
 		sc.proxy.SetFaults(faultproxy.Faults{CorruptList: 1})
 		d := sc.daemon(sc.proxyURL())
 		sc.proxy.SetFaults(faultproxy.Faults{})
+		if sc.proxy.Stats().CorruptLists == damaged {
+			t.Fatalf("round %d: the daemon started on a listing the proxy did not damage", round)
+		}
 		w := sc.writer(d)
 		// Small writes: each partial block is read, merged and written
 		// back whole.
@@ -298,8 +317,13 @@ func (sc *scenario) sigtermMidWrite(rounds int) {
 		delay := time.Duration(200+sc.rng.IntN(2000)) * time.Millisecond
 		termed := time.AfterFunc(delay, func() { d.cmd.Process.Signal(syscall.SIGTERM) })
 		w.run(t, sc.mixed(100000), 5*time.Minute)
-		termed.Stop()
-		sc.stopExpectingClean(d)
+		if termed.Stop() {
+			// The workload ended first (it should not): stop it now.
+			t.Errorf("round %d: the writer finished before the SIGTERM at %v", round, delay)
+			d.cmd.Process.Signal(syscall.SIGTERM)
+		}
+		// One SIGTERM only: a second one exits at once, unflushed.
+		sc.expectClean(d)
 		sc.res.rounds++
 		check := sc.daemon(sc.directURL(), "--read-only")
 		sc.readBack(check, fmt.Sprintf("round %d (SIGTERM after %v)", round, delay))

@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -225,14 +226,15 @@ func startDaemon(t *testing.T, bin, name, url string, extra ...string) *daemon {
 	return d
 }
 
-// waitListening waits until the daemon accepts connections, or fails if it
-// exits or the time is up.
+// waitListening waits until the daemon serves, as its log says, or fails
+// if it exits or the time is up. A connection it accepts says nothing:
+// serve binds its address before it opens the exports, so that a taken
+// one fails first.
 func (d *daemon) waitListening(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
-		if c, err := net.DialTimeout("tcp", d.addr, time.Second); err == nil {
-			c.Close()
+		if b, err := os.ReadFile(d.log); err == nil && bytes.Contains(b, []byte(`"msg":"serving"`)) {
 			return nil
 		}
 		select {
@@ -260,14 +262,22 @@ func (d *daemon) running() bool {
 // how long the exit took; an exit slower than limit fails the test.
 func (d *daemon) stop(t *testing.T, sig syscall.Signal, limit time.Duration) (int, time.Duration) {
 	t.Helper()
-	begin := time.Now()
 	d.cmd.Process.Signal(sig)
+	return d.wait(t, limit)
+}
+
+// wait waits for a daemon already told to stop (a second signal would
+// make it exit at once, unflushed) and returns its exit code and how long
+// the wait took; one that outlives limit is killed and fails the test.
+func (d *daemon) wait(t *testing.T, limit time.Duration) (int, time.Duration) {
+	t.Helper()
+	begin := time.Now()
 	select {
 	case <-d.exited:
 	case <-time.After(limit):
 		d.cmd.Process.Kill()
 		<-d.exited
-		t.Fatalf("%s did not exit within %v of %v; log tail:\n%s", d.name, limit, sig, d.tail(30))
+		t.Fatalf("%s did not exit within %v; log tail:\n%s", d.name, limit, d.tail(30))
 	}
 	return d.cmd.ProcessState.ExitCode(), time.Since(begin)
 }

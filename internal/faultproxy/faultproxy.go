@@ -68,6 +68,11 @@ type Stats struct {
 	CorruptGets, CorruptLists, CorruptPuts, LostResps int64
 }
 
+// Injected is the number of faults injected, of every kind.
+func (s Stats) Injected() int64 {
+	return s.Status503 + s.Status500 + s.Resets + s.Stalls + s.CorruptGets + s.CorruptLists + s.CorruptPuts + s.LostResps
+}
+
 func (s Stats) String() string {
 	return fmt.Sprintf("%d requests, %d forwarded; injected: %d 503, %d 500, %d resets, %d stalls, %d corrupt GET, %d corrupt LIST, %d corrupt PUT, %d lost responses",
 		s.Requests, s.Forwarded, s.Status503, s.Status500, s.Resets, s.Stalls, s.CorruptGets, s.CorruptLists, s.CorruptPuts, s.LostResps)
