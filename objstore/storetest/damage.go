@@ -5,9 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,34 +26,29 @@ type DamagingProxy struct {
 // NewDamagingProxy starts a proxy that lasts as long as tb.
 func NewDamagingProxy(tb testing.TB, endpoint string) *DamagingProxy {
 	tb.Helper()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	p := &DamagingProxy{}
-	// Requests keep their paths: URL carries endpoint's (Azure's account).
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut || r.Method == http.MethodPost {
-			// Read whole: some SDKs send uploads without a length.
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			if len(body) > 1024 && p.pending.Add(-1) >= 0 {
-				// The last quarter: past any multipart headers, inside the data.
-				body[len(body)*3/4] ^= 0x40
-				p.damaged.Add(1)
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	p.URL = srv.URL + target.Path
+	p.URL = forward(tb, endpoint, behaviour{request: p.alter})
 	return p
+}
+
+func (p *DamagingProxy) alter(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPut && r.Method != http.MethodPost {
+		return true
+	}
+	// Read whole: some SDKs send uploads without a length.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return false
+	}
+	if len(body) > 1024 && p.pending.Add(-1) >= 0 {
+		// The last quarter: past any multipart headers, inside the data.
+		body[len(body)*3/4] ^= 0x40
+		p.damaged.Add(1)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return true
 }
 
 // Damage arms the proxy to damage the next n uploads.
