@@ -60,6 +60,18 @@ func (r *cutBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ResumedBlockReads checks a driver against connections reset mid-body:
+// ResumedReads of an object it stores through a CuttingProxy in front of
+// endpoint (serverHost as for NewCuttingProxy).
+func ResumedBlockReads(t *testing.T, endpoint string, serverHost bool, open Opener) {
+	t.Helper()
+	proxy := NewCuttingProxy(t, endpoint, serverHost)
+	viaProxy := open.At(t, proxy.URL)
+	data := RandomBytes(1 << 20)
+	MustPut(t, viaProxy, "block", data, objstore.PutOptions{})
+	ResumedReads(t, proxy, viaProxy, "block", data)
+}
+
 // ResumedReads checks that reads of key, which holds data, through
 // Retrying over viaProxy, a driver opened on proxy, deliver the object's
 // bytes exactly, whole (which the driver checks against the store's

@@ -8,7 +8,25 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"testing"
+
+	"github.com/objbacker/objbacker/objstore"
 )
+
+// Opener opens the driver under test on its test bucket at endpoint: the
+// server's, or that of a proxy in front of it, so that a test can reach
+// one bucket both ways.
+type Opener func(endpoint string) (objstore.Store, error)
+
+// At opens the store at endpoint for as long as tb lasts.
+func (open Opener) At(tb testing.TB, endpoint string) objstore.Store {
+	tb.Helper()
+	s, err := open(endpoint)
+	if err != nil {
+		tb.Fatalf("Open at %s: %v", endpoint, err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
 
 // behaviour is what a proxy does to the traffic it forwards; a nil hook
 // changes nothing.
