@@ -54,19 +54,10 @@ func corruptingProxy(t *testing.T, endpoint string) (string, *atomic.Bool) {
 }
 
 func TestCorruptionInFlightIsAnError(t *testing.T) {
-	endpoint := testenv.S3Endpoint(t)
-	bucket := testenv.NewS3Bucket(t)
-	direct, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
+	endpoint, bucket, open := minioBucket(t)
+	direct := open.At(t, endpoint)
 	proxyURL, corrupt := corruptingProxy(t, endpoint)
-	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxyURL, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viaProxy.Close()
+	viaProxy := open.At(t, proxyURL)
 
 	data := storetest.RandomBytes(1 << 20)
 	// Our own PUTs carry the SDK's checksum, which GET validates.
@@ -183,21 +174,11 @@ func TestEncryptedObjectETags(t *testing.T) {
 // every read still delivers the object exactly, whether the SDK checks its
 // checksum or the store its ETag.
 func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
-	endpoint := testenv.S3Endpoint(t)
-	bucket := testenv.NewS3Bucket(t)
-	direct, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer direct.Close()
+	endpoint, bucket, open := minioBucket(t)
 	proxy := storetest.NewCuttingProxy(t, endpoint, false)
-	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viaProxy.Close()
+	viaProxy := open.At(t, proxy.URL)
 	data := storetest.RandomBytes(1 << 20)
-	storetest.MustPut(t, direct, "ours", data, objstore.PutOptions{})
+	storetest.MustPut(t, open.At(t, endpoint), "ours", data, objstore.PutOptions{})
 	rawPut(t, endpoint, bucket, "s3backer-style", data)
 	for _, key := range []string{"ours", "s3backer-style"} {
 		storetest.ResumedReads(t, proxy, viaProxy, key, data)
@@ -207,18 +188,15 @@ func TestRetryingResumesBodiesCutInFlight(t *testing.T) {
 // TestDamagedUploadIsRetried: MinIO refuses a PUT whose bytes were damaged
 // on the way, and the refusal is worth retrying.
 func TestDamagedUploadIsRetried(t *testing.T) {
-	endpoint := testenv.S3Endpoint(t)
-	bucket := testenv.NewS3Bucket(t)
-	direct, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
+	endpoint, _, open := minioBucket(t)
+	storetest.DamagedUploads(t, endpoint, open)
+}
+
+// minioBucket returns MinIO's endpoint, a new bucket there, and the opener
+// of the bucket at an endpoint: MinIO's, or a proxy's in front of it.
+func minioBucket(t *testing.T) (endpoint, bucket string, open storetest.Opener) {
+	endpoint, bucket = testenv.S3Endpoint(t), testenv.NewS3Bucket(t)
+	return endpoint, bucket, func(endpoint string) (objstore.Store, error) {
+		return Open(t.Context(), Config{Bucket: bucket, Endpoint: endpoint, PathStyle: true})
 	}
-	defer direct.Close()
-	proxy := storetest.NewDamagingProxy(t, endpoint)
-	viaProxy, err := Open(t.Context(), Config{Bucket: bucket, Endpoint: proxy.URL, PathStyle: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer viaProxy.Close()
-	storetest.DamagedUploads(t, proxy, viaProxy, direct)
 }

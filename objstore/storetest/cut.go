@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,31 +28,19 @@ type CuttingProxy struct {
 // its APIs apart by; signed requests (S3's) need the proxy's own.
 func NewCuttingProxy(tb testing.TB, endpoint string, serverHost bool) *CuttingProxy {
 	tb.Helper()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	p := &CuttingProxy{}
-	// Requests keep their paths: URL carries endpoint's (Azure's account).
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	proxy.ErrorLog = log.New(io.Discard, "", 0) // a line per cut
-	proxy.ModifyResponse = func(r *http.Response) error {
-		if r.Request.Method == http.MethodGet && r.StatusCode/100 == 2 && r.ContentLength > 4096 && p.gets.Add(1)%2 == 1 {
-			// The proxy aborts the connection when copying the body fails.
-			r.Body = &cutBody{ReadCloser: r.Body, left: rand.Int64N(r.ContentLength)}
-			p.cuts.Add(1)
-		}
-		return nil
-	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if serverHost {
-			r.Host = target.Host
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	p.URL = srv.URL + target.Path
+	// quiet: the proxy logs a line per cut.
+	p.URL = forward(tb, endpoint, behaviour{serverHost: serverHost, response: p.cut, quiet: true})
 	return p
+}
+
+func (p *CuttingProxy) cut(r *http.Response) error {
+	if r.Request.Method == http.MethodGet && r.StatusCode/100 == 2 && r.ContentLength > 4096 && p.gets.Add(1)%2 == 1 {
+		// The proxy aborts the connection when copying the body fails.
+		r.Body = &cutBody{ReadCloser: r.Body, left: rand.Int64N(r.ContentLength)}
+		p.cuts.Add(1)
+	}
+	return nil
 }
 
 // Cuts is how many bodies the proxy has cut.
@@ -74,6 +58,18 @@ func (r *cutBody) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p[:min(int64(len(p)), r.left)])
 	r.left -= int64(n)
 	return n, err
+}
+
+// ResumedBlockReads checks a driver against connections reset mid-body:
+// ResumedReads of an object it stores through a CuttingProxy in front of
+// endpoint (serverHost as for NewCuttingProxy).
+func ResumedBlockReads(t *testing.T, endpoint string, serverHost bool, open Opener) {
+	t.Helper()
+	proxy := NewCuttingProxy(t, endpoint, serverHost)
+	viaProxy := open.At(t, proxy.URL)
+	data := RandomBytes(1 << 20)
+	MustPut(t, viaProxy, "block", data, objstore.PutOptions{})
+	ResumedReads(t, proxy, viaProxy, "block", data)
 }
 
 // ResumedReads checks that reads of key, which holds data, through

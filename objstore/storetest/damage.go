@@ -5,9 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,69 +12,62 @@ import (
 	"github.com/objbacker/objbacker/objstore"
 )
 
-// DamagingProxy forwards requests to the server at endpoint and flips one
-// byte in the body of the next n uploads after Damage(n), where an upload
+// damagingProxy forwards requests to the server at endpoint and flips one
+// byte in the body of the next n uploads after damage(n), where an upload
 // is a PUT or POST whose body exceeds 1 KiB: damage in flight, which a
 // store must refuse and a driver must report as worth retrying. The Host
 // header stays the proxy's, which request signatures cover.
-type DamagingProxy struct {
-	URL     string // endpoint's, at the proxy
+type damagingProxy struct {
+	url     string // endpoint's, at the proxy
 	pending atomic.Int64
 	damaged atomic.Int64
 }
 
-// NewDamagingProxy starts a proxy that lasts as long as tb.
-func NewDamagingProxy(tb testing.TB, endpoint string) *DamagingProxy {
+// newDamagingProxy starts a proxy that lasts as long as tb.
+func newDamagingProxy(tb testing.TB, endpoint string) *damagingProxy {
 	tb.Helper()
-	target, err := url.Parse(endpoint)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &DamagingProxy{}
-	// Requests keep their paths: URL carries endpoint's (Azure's account).
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut || r.Method == http.MethodPost {
-			// Read whole: some SDKs send uploads without a length.
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			if len(body) > 1024 && p.pending.Add(-1) >= 0 {
-				// The last quarter: past any multipart headers, inside the data.
-				body[len(body)*3/4] ^= 0x40
-				p.damaged.Add(1)
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			r.ContentLength = int64(len(body))
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	p.URL = srv.URL + target.Path
+	p := &damagingProxy{}
+	p.url = forward(tb, endpoint, behaviour{request: p.alter})
 	return p
 }
 
-// Damage arms the proxy to damage the next n uploads.
-func (p *DamagingProxy) Damage(n int) { p.pending.Store(int64(n)) }
+func (p *damagingProxy) alter(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPut && r.Method != http.MethodPost {
+		return true
+	}
+	// Read whole: some SDKs send uploads without a length.
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return false
+	}
+	if len(body) > 1024 && p.pending.Add(-1) >= 0 {
+		// The last quarter: past any multipart headers, inside the data.
+		body[len(body)*3/4] ^= 0x40
+		p.damaged.Add(1)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return true
+}
 
-// Damaged is how many uploads the proxy has damaged.
-func (p *DamagingProxy) Damaged() int { return int(p.damaged.Load()) }
+// damage arms the proxy to damage the next n uploads.
+func (p *damagingProxy) damage(n int) { p.pending.Store(int64(n)) }
 
 // DamagedUploads checks a driver against damage in flight: a Put through
-// proxy (viaProxy is the driver opened on proxy.URL) whose bytes are
-// damaged on the way must be refused with a transient error and store
-// nothing, and through Retrying it must get through; direct reads the
-// store without the proxy.
-func DamagedUploads(t *testing.T, proxy *DamagingProxy, viaProxy, direct objstore.Store) {
+// a proxy in front of endpoint whose bytes are damaged on the way must be
+// refused with a transient error and store nothing, and through Retrying
+// it must get through; open opens the driver at either endpoint.
+func DamagedUploads(t *testing.T, endpoint string, open Opener) {
 	t.Helper()
+	proxy := newDamagingProxy(t, endpoint)
+	direct, viaProxy := open.At(t, endpoint), open.At(t, proxy.url)
 	const key = "vol/damaged"
 	data := RandomBytes(64 << 10)
-	proxy.Damage(1)
+	proxy.damage(1)
 	_, err := viaProxy.Put(t.Context(), key, data, objstore.PutOptions{})
-	if proxy.Damaged() != 1 {
-		t.Fatalf("the proxy damaged %d uploads; want 1", proxy.Damaged())
+	if n := proxy.damaged.Load(); n != 1 {
+		t.Fatalf("the proxy damaged %d uploads; want 1", n)
 	}
 	if err == nil || !objstore.IsTransient(err) {
 		t.Fatalf("Put of damaged bytes = %v; want a transient error", err)
@@ -86,7 +76,7 @@ func DamagedUploads(t *testing.T, proxy *DamagingProxy, viaProxy, direct objstor
 	if _, err := direct.Stat(t.Context(), key); !errors.Is(err, objstore.ErrNotFound) {
 		t.Fatalf("Stat after the refused Put = %v; want ErrNotFound", err)
 	}
-	proxy.Damage(2)
+	proxy.damage(2)
 	policy := objstore.RetryPolicy{Attempts: 4, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
 	MustPut(t, objstore.Retrying(viaProxy, policy, nil), key, data, objstore.PutOptions{})
 	if got, _ := MustGet(t, direct, key, 0, -1); !bytes.Equal(got, data) {
