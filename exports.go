@@ -49,6 +49,10 @@ type openedExport struct {
 	store  objstore.Store
 	device *blockmap.Device
 	counts *objstore.Counts
+	// payloadBudget is the front end's memory for request payloads, taken
+	// out of the cache (openExports); zero where the front end keeps its
+	// own.
+	payloadBudget int64
 }
 
 // close flushes the device and releases the store.

@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/inflight"
 	"github.com/objbacker/objbacker/objstore/storeurl"
 )
 
@@ -52,8 +53,11 @@ type exportSet struct {
 }
 
 // openExports opens the devices that exportFlags describe and sets the
-// memory limit for them. On error, those already open are closed.
-func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*exportSet, error) {
+// memory limit for them. With payloads set, each export's request payload
+// budget (payloadBudget) is taken out of its cache, so that the two
+// together stay within --cache-size. On error, those already open are
+// closed.
+func openExports(ctx context.Context, c *cli.Context, log *slog.Logger, payloads bool) (*exportSet, error) {
 	values := c.StringSlice("export")
 	implicit := len(values) == 0
 	if implicit {
@@ -88,6 +92,11 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*export
 	if implicit {
 		cfg.DefaultSize = defaultSize
 	}
+	var budget int64
+	if payloads {
+		budget = payloadBudget(cfg.CacheSize, cfg.Parallel)
+		cfg.CacheSize -= budget
+	}
 
 	// A file:// directory that does not exist is most likely a typo: it
 	// is created only on request, or for the zero-flag default.
@@ -99,10 +108,22 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger) (*export
 			set.close()
 			return nil, err
 		}
+		e.payloadBudget = budget
 		set.opened = append(set.opened, e)
 	}
 	setMemoryLimit(set.opened, log)
 	return set, nil
+}
+
+// payloadBudget is the memory for one export's request payloads in
+// flight (nbd.Export.MaxBuffered): enough for twice --parallel requests of
+// 1 MiB, the size the README's max_sectors_kb makes every kernel request,
+// so that a connection's half of it keeps the store's parallelism busy
+// (throughput at a store's latency is bytes in flight / round trip); at
+// least inflight.DefaultBudget, but never more than half the cache it is
+// taken from.
+func payloadBudget(cacheSize int64, parallel int) int64 {
+	return min(max(2*int64(parallel)<<20, inflight.DefaultBudget), cacheSize/2)
 }
 
 // logReady says what each export serves; more adds attributes of the
@@ -112,6 +133,9 @@ func (s *exportSet) logReady(more func(*openedExport) []any) {
 		g := e.device.Geometry()
 		args := []any{"export", e.spec.Name, "url", redact(e.spec.URL),
 			"size", blockmap.FormatSize(g.Size), "block_size", blockmap.FormatSize(g.BlockSize)}
+		if e.payloadBudget > 0 {
+			args = append(args, "request_memory", blockmap.FormatSize(e.payloadBudget))
+		}
 		if more != nil {
 			args = append(args, more(e)...)
 		}

@@ -41,6 +41,14 @@ func TestMemoryLimit(t *testing.T) {
 		t.Fatalf("limit with a mem:// export %d, want %d", got, want)
 	}
 
+	// A payload budget taken out of the cache is heap memory.
+	budgeted := *file
+	budgeted.payloadBudget = 32 << 20
+	setMemoryLimit([]*openedExport{&budgeted}, log)
+	if got, want := debug.SetMemoryLimit(-1), int64(heapBase+heapPerExport+8+32<<20); got != want {
+		t.Fatalf("limit with a payload budget %d, want %d", got, want)
+	}
+
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	setMemoryLimit([]*openedExport{file}, log)

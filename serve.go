@@ -64,7 +64,7 @@ func serve(c *cli.Context) error {
 	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
-	set, err := openExports(ctx, c, log)
+	set, err := openExports(ctx, c, log, true)
 	if err != nil {
 		if metricsLn != nil {
 			metricsLn.Close()
@@ -83,6 +83,7 @@ func serve(c *cli.Context) error {
 			ReadOnly:           c.Bool("read-only"),
 			MinBlockSize:       minBlock,
 			PreferredBlockSize: uint32(min(g.BlockSize, nbd.DefaultMaxBlockSize)),
+			MaxBuffered:        e.payloadBudget,
 		})
 	}
 	stopMetrics := serveMetrics(metricsLn, opened, log)

@@ -66,7 +66,7 @@ func vdev(c *cli.Context) error {
 	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
 
-	set, err := openExports(ctx, c, log)
+	set, err := openExports(ctx, c, log, false)
 	if err != nil {
 		dev.Close()
 		if metricsLn != nil {

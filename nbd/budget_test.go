@@ -21,14 +21,14 @@ func (b *countingReads) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // A READ's payload is held until its reply is sent, so replies a client
-// does not take count against the byte budget and hold back new reads.
+// does not take count against the byte budget and hold back new reads: up
+// to the connection's share, half the export's budget.
 func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
 	const size = 64 << 10
 	be := &countingReads{memBackend: newMemBackend(1 << 20)}
 	s := &Server{
-		Exports:     []*Export{{Name: "disk", Backend: be, MaxBlockSize: size}},
-		Log:         slog.New(slog.DiscardHandler),
-		MaxBuffered: 2 * size,
+		Exports: []*Export{{Name: "disk", Backend: be, MaxBlockSize: size, MaxBuffered: 4 * size}},
+		Log:     slog.New(slog.DiscardHandler),
 	}
 	client, server := net.Pipe()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -45,7 +45,7 @@ func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	if n := be.reads.Load(); n != 2 {
-		t.Fatalf("%d reads ran with two %d-byte replies unsent and a budget of two; want 2", n, size)
+		t.Fatalf("%d reads ran with two %d-byte replies unsent and a share of two; want 2", n, size)
 	}
 	go io.Copy(io.Discard, client)
 	deadline := time.Now().Add(5 * time.Second)

@@ -35,6 +35,19 @@ type Export struct {
 	// may send any alignment, so backends must accept unaligned I/O.
 	// MaxBlockSize bounds READ and WRITE lengths.
 	MinBlockSize, PreferredBlockSize, MaxBlockSize uint32
+
+	// MaxBuffered bounds the payload bytes of this export's requests
+	// admitted at once, over all its connections (READ data until its
+	// reply is sent, WRITE data until it is written); zero means
+	// DefaultMaxBuffered. Each export has its own, so that an export
+	// whose store is slow or stalled holds up no other; one connection
+	// may hold at most half of it. Size it so that the backend's own
+	// parallelism fills: requests in flight × request size. A WRITE is
+	// admitted only once its payload has been received: until then the
+	// payload is held by its connection alone, one at a time and at most
+	// MaxBlockSize, so a client that stops sending holds nothing other
+	// clients wait for.
+	MaxBuffered int64
 }
 
 // export is an Export with defaults applied and its capabilities resolved

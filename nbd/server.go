@@ -20,8 +20,8 @@ import (
 // latency at 1 MiB per request.
 const DefaultMaxInflight = 64
 
-// DefaultMaxBuffered bounds the payload bytes of the requests a Server has
-// admitted, across all its connections, when Server.MaxBuffered is zero.
+// DefaultMaxBuffered bounds the payload bytes of the requests admitted on
+// one export, across all its connections, when Export.MaxBuffered is zero.
 const DefaultMaxBuffered = inflight.DefaultBudget
 
 // DefaultPayloadTimeout is how long a WRITE payload may stop arriving
@@ -40,23 +40,17 @@ type Server struct {
 	// MaxInflight bounds the requests one connection has in progress at
 	// once; zero means DefaultMaxInflight.
 	MaxInflight int
-	// MaxBuffered bounds the payload bytes of the requests admitted at
-	// once on all connections together (READ data until its reply is sent,
-	// WRITE data until it is written); zero means DefaultMaxBuffered. A
-	// WRITE is admitted only once its payload has been received: until
-	// then the payload is held by its connection alone, one at a time and
-	// at most the export's MaxBlockSize, so a client that stops sending
-	// holds nothing other clients wait for.
-	MaxBuffered int64
 	// PayloadTimeout is how long a WRITE payload may go without a byte
 	// arriving; then the connection is closed (logged at Warn) and the
 	// write is dropped unanswered. Zero means DefaultPayloadTimeout.
 	// Between requests a connection may stay idle for any time.
 	PayloadTimeout time.Duration
 
-	connIDs    atomic.Uint64
-	budgetOnce sync.Once
-	budget     *inflight.Budget
+	connIDs atomic.Uint64
+	// budgets are the exports' payload budgets (Export.MaxBuffered), made
+	// on first use and shared by every connection to the export.
+	budgetsMu sync.Mutex
+	budgets   map[*Export]*inflight.Budget
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -136,7 +130,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	return newConn(nc, r, sess, s.maxInflight(), s.payloadBudget(), s.payloadTimeout(), log).serve(ctx)
+	return newConn(nc, r, sess, s.limiter(sess.export), s.payloadTimeout(), log).serve(ctx)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -146,15 +140,35 @@ func (s *Server) logger() *slog.Logger {
 	return s.Log
 }
 
-func (s *Server) payloadBudget() *inflight.Budget {
-	s.budgetOnce.Do(func() {
-		size := s.MaxBuffered
-		if size <= 0 {
-			size = DefaultMaxBuffered
-		}
-		s.budget = inflight.NewBudget(size)
-	})
-	return s.budget
+// limiter admits one connection's requests to e: up to MaxInflight at
+// once, within a share of half e's payload budget, then within the budget.
+// The share keeps a connection whose client stops taking its replies (or
+// whose requests wait on a stalled store) from holding the whole budget:
+// the export's other connections keep the other half. Half still lets
+// one connection reach the budget's purpose, the store parallelism it was
+// sized from (Export.MaxBuffered).
+func (s *Server) limiter(e *export) *inflight.Limiter {
+	budget := s.budget(e.Export)
+	share := inflight.NewBudget(max(budget.Size()/2, 1))
+	return inflight.NewLimiter(s.maxInflight(), share, budget)
+}
+
+func (s *Server) budget(e *Export) *inflight.Budget {
+	s.budgetsMu.Lock()
+	defer s.budgetsMu.Unlock()
+	if b := s.budgets[e]; b != nil {
+		return b
+	}
+	if s.budgets == nil {
+		s.budgets = make(map[*Export]*inflight.Budget)
+	}
+	size := e.MaxBuffered
+	if size <= 0 {
+		size = DefaultMaxBuffered
+	}
+	b := inflight.NewBudget(size)
+	s.budgets[e] = b
+	return b
 }
 
 func (s *Server) maxInflight() int {

@@ -49,11 +49,10 @@ func TestStallFuzzWithCanary(t *testing.T) {
 	a, b := newMemBackend(devSize), newMemBackend(devSize)
 	ts := startServer(t, &Server{
 		Exports: []*Export{
-			{Name: "a", Backend: a, MaxBlockSize: maxIO},
-			{Name: "b", Backend: b, MaxBlockSize: maxIO},
+			{Name: "a", Backend: a, MaxBlockSize: maxIO, MaxBuffered: budget},
+			{Name: "b", Backend: b, MaxBlockSize: maxIO, MaxBuffered: budget},
 		},
 		Log:            slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		MaxBuffered:    budget,
 		MaxInflight:    8,
 		PayloadTimeout: timeout,
 	})

@@ -53,7 +53,7 @@ type stats struct {
 	rejected, failed atomic.Uint64
 }
 
-func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budget *inflight.Budget, payloadTimeout time.Duration, log *slog.Logger) *conn {
+func newConn(nc net.Conn, r *bufio.Reader, sess *session, limit *inflight.Limiter, payloadTimeout time.Duration, log *slog.Logger) *conn {
 	return &conn{
 		nc:             nc,
 		r:              r,
@@ -63,7 +63,7 @@ func newConn(nc net.Conn, r *bufio.Reader, sess *session, maxInflight int, budge
 		strictAlign:    sess.strictAlign,
 		payloadTimeout: payloadTimeout,
 		w:              newReplyWriter(nc),
-		limit:          inflight.NewLimiter(maxInflight, budget),
+		limit:          limit,
 		barrier:        inflight.NewWriteBarrier(),
 	}
 }

@@ -64,9 +64,69 @@ func TestLimiterBoundsAndCancel(t *testing.T) {
 		t.Fatal("a cancelled Acquire succeeded")
 	}
 	l.Release(a)
-	if held := <-got; held != 8 {
-		t.Fatalf("oversized request holds %d bytes, want the whole budget 8", held)
+	held := <-got
+	// It holds the whole budget: nothing else fits until it is released.
+	if budget := l.budgets[0]; budget.sem.TryAcquire(1) {
+		t.Fatal("an oversized request left room in the budget")
 	}
+	l.Release(held)
+	if !l.budgets[0].sem.TryAcquire(8) {
+		t.Fatal("budget not back to empty")
+	}
+}
+
+// A stream whose share is half the shared budget holds at most half: a
+// second stream is admitted while the first holds all it may, and every
+// byte comes back from both budgets.
+func TestLimiterShare(t *testing.T) {
+	shared := NewBudget(8)
+	a := NewLimiter(8, NewBudget(4), shared)
+	b := NewLimiter(8, NewBudget(4), shared)
+	ctx := context.Background()
+	var held []int64
+	for range 2 {
+		h, _ := a.Acquire(ctx, 2)
+		held = append(held, h)
+	}
+	waiting := make(chan int64)
+	go func() { h, _ := a.Acquire(ctx, 2); waiting <- h }()
+	select {
+	case <-waiting:
+		t.Fatal("a stream took more than its share")
+	case <-time.After(20 * time.Millisecond):
+	}
+	admitted := make(chan int64)
+	go func() { h, _ := b.Acquire(ctx, 4); admitted <- h }()
+	select {
+	case h := <-admitted:
+		b.Release(h)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second stream waited behind the first one's excess")
+	}
+	a.Release(held[0])
+	a.Release(<-waiting)
+	a.Release(held[1])
+	if !shared.sem.TryAcquire(8) {
+		t.Fatal("shared budget not back to empty")
+	}
+}
+
+// A cancelled Acquire that took its share but not the shared budget gives
+// the share back.
+func TestLimiterCancelReleasesShare(t *testing.T) {
+	shared, share := NewBudget(4), NewBudget(4)
+	other := NewLimiter(1, shared)
+	h, _ := other.Acquire(context.Background(), 4)
+	l := NewLimiter(1, share, shared)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, ok := l.Acquire(ctx, 4); ok {
+		t.Fatal("Acquire succeeded with the shared budget taken")
+	}
+	if !share.sem.TryAcquire(4) {
+		t.Fatal("the cancelled request kept its share")
+	}
+	other.Release(h)
 }
 
 func TestWriteBarrier(t *testing.T) {
