@@ -10,11 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,51 +26,24 @@ import (
 // is slow enough already.
 func buildObjbacker(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "objbacker")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Command(t, "go"), "build", "-o", bin, ".")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return testenv.BuildObjbacker(t, "..")
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// objbacker is one `objbacker serve` process. Its JSON log goes to a file
-// in the test's artifact directory.
+// objbacker is one `objbacker serve` process (see testenv.Daemon). Its
+// JSON log goes to a file in the test's artifact directory.
 type objbacker struct {
-	name          string
+	*testenv.Daemon
 	port, metrics int
-	log           string
-	cmd           *exec.Cmd
-	exited        chan struct{}
 }
 
 // startObjbacker runs `objbacker serve` on 127.0.0.1:port with the given
-// exports (NAME=URL) and extra flags, and waits until it accepts clients.
-// The process is killed when the test ends if it still runs, and with the
+// exports (NAME=URL) and extra flags, and waits until its log says it
+// serves; one that exits first fails the test with its log tail. The
+// process is killed when the test ends if it still runs, and with the
 // test binary (Pdeathsig) if that dies first.
 func startObjbacker(t *testing.T, bin, name string, port int, exports []string, extra ...string) *objbacker {
 	t.Helper()
-	s := &objbacker{
-		name:    name,
-		port:    port,
-		metrics: freePort(t),
-		log:     filepath.Join(t.ArtifactDir(), name+".log"),
-		exited:  make(chan struct{}),
-	}
+	s := &objbacker{port: port, metrics: testenv.FreePort(t)}
 	// The log level comes from OBJBACKER_LOG_LEVEL, so a run can ask for
 	// debug logs without a code change.
 	args := []string{"--log-format", "json", "serve",
@@ -81,42 +52,8 @@ func startObjbacker(t *testing.T, bin, name string, port int, exports []string, 
 	for _, e := range exports {
 		args = append(args, "--export", e)
 	}
-	logFile, err := os.Create(s.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	s.cmd = exec.Command(bin, append(args, extra...)...)
-	s.cmd.Stdout = logFile
-	s.cmd.Stderr = logFile
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("starting objbacker: %v", err)
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		if s.running() {
-			s.cmd.Process.Kill()
-			<-s.exited
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
-			c.Close()
-			break
-		}
-		if !s.running() || time.Now().After(deadline) {
-			s.cmd.Process.Kill()
-			<-s.exited
-			t.Fatalf("%s did not start listening (%s); log tail:\n%s", name, s.cmd.ProcessState, s.tail(40))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("%s: pid %d serving %d exports on 127.0.0.1:%d, log %s", name, s.cmd.Process.Pid, len(exports), port, s.log)
+	s.Daemon = testenv.StartDaemon(t, name, bin, append(args, extra...), nil)
+	t.Logf("%s: pid %d serving %d exports on 127.0.0.1:%d, log %s", name, s.Pid(), len(exports), port, s.Log)
 	return s
 }
 
@@ -139,30 +76,13 @@ func runObjbacker(t *testing.T, bin string, args ...string) (int, string) {
 	return cmd.ProcessState.ExitCode(), string(out)
 }
 
-func (s *objbacker) running() bool {
-	select {
-	case <-s.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 // stop sends sig and waits for the process to end; a process that does not
 // end within two minutes is killed and fails the test.
 func (s *objbacker) stop(t *testing.T, sig syscall.Signal) *os.ProcessState {
 	t.Helper()
-	start := time.Now()
-	s.cmd.Process.Signal(sig)
-	select {
-	case <-s.exited:
-	case <-time.After(2 * time.Minute):
-		s.cmd.Process.Kill()
-		<-s.exited
-		t.Fatalf("%s did not exit within 2 min of %v; log tail:\n%s", s.name, sig, s.tail(40))
-	}
-	t.Logf("%s: %v -> %s after %.1f s", s.name, sig, s.cmd.ProcessState, time.Since(start).Seconds())
-	return s.cmd.ProcessState
+	st, took := s.Stop(t, sig, 2*time.Minute)
+	t.Logf("%s: %v -> %s after %.1f s", s.Name, sig, st, took.Seconds())
+	return st
 }
 
 // stopClean stops the server with SIGTERM, which must flush everything
@@ -170,25 +90,15 @@ func (s *objbacker) stop(t *testing.T, sig syscall.Signal) *os.ProcessState {
 func (s *objbacker) stopClean(t *testing.T) {
 	t.Helper()
 	st := s.stop(t, syscall.SIGTERM)
-	if st.ExitCode() != 0 || !bytes.Contains(s.logBytes(), []byte(`"stopped cleanly"`)) {
-		t.Fatalf("%s: SIGTERM gave %s, not a clean stop; log tail:\n%s", s.name, st, s.tail(40))
+	if st.ExitCode() != 0 || !bytes.Contains(s.LogBytes(), []byte(`"stopped cleanly"`)) {
+		t.Fatalf("%s: SIGTERM gave %s, not a clean stop; log tail:\n%s", s.Name, st, s.Tail(40))
 	}
-}
-
-func (s *objbacker) logBytes() []byte {
-	b, _ := os.ReadFile(s.log)
-	return b
-}
-
-func (s *objbacker) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(string(s.logBytes()), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // connections counts, per export, the NBD connections that selected it.
 func (s *objbacker) connections() map[string]int {
 	counts := map[string]int{}
-	sc := bufio.NewScanner(bytes.NewReader(s.logBytes()))
+	sc := bufio.NewScanner(bytes.NewReader(s.LogBytes()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var rec struct{ Msg, Export string }
@@ -206,10 +116,10 @@ func (s *objbacker) requireConnections(t *testing.T, exports []string, n int) {
 	got := s.connections()
 	for _, name := range exports {
 		if got[name] != n {
-			t.Errorf("%s: export %s had %d connections, want %d (nbd-client -C %d)", s.name, name, got[name], n, n)
+			t.Errorf("%s: export %s had %d connections, want %d (nbd-client -C %d)", s.Name, name, got[name], n, n)
 		}
 	}
-	t.Logf("%s: connections per export: %v", s.name, got)
+	t.Logf("%s: connections per export: %v", s.Name, got)
 }
 
 // metricsOf reads /metrics: export -> metric name -> value.
@@ -261,17 +171,17 @@ func (s *objbacker) reportMetrics(t *testing.T, exports []string) {
 	t.Helper()
 	m, err := s.metricsOf()
 	if err != nil {
-		t.Errorf("%s: reading metrics: %v", s.name, err)
+		t.Errorf("%s: reading metrics: %v", s.Name, err)
 		return
 	}
 	for _, name := range exports {
 		e := m[name]
 		t.Logf("%s: %s: %d reads (%d MiB), %d writes (%d MiB), %d flushes, %d trims; store: %d GETs, %d PUTs, %d DELETEs, %d errors; %d stalls, %d upload errors, %d blocks present, %d dirty",
-			s.name, name, e["read_requests_total"], e["read_bytes_total"]>>20, e["write_requests_total"], e["written_bytes_total"]>>20,
+			s.Name, name, e["read_requests_total"], e["read_bytes_total"]>>20, e["write_requests_total"], e["written_bytes_total"]>>20,
 			e["flush_requests_total"], e["trim_requests_total"], e["store_gets_total"], e["store_puts_total"],
 			e["store_deletes_total"], e["store_errors_total"], e["writer_stalls_total"], e["upload_errors_total"], e["blocks_present"], e["dirty_blocks"])
 		if e["upload_errors_total"] != 0 {
-			t.Errorf("%s: export %s: %d uploads failed", s.name, name, e["upload_errors_total"])
+			t.Errorf("%s: export %s: %d uploads failed", s.Name, name, e["upload_errors_total"])
 		}
 	}
 }

@@ -82,7 +82,7 @@ func TestVdev(t *testing.T) {
 	}
 
 	disks := []disk{{serial: "state", path: image(t, "state.img", 16<<20)}}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	params := []string{
 		"e2e.layout=stripe",
 		"e2e.exports=" + strings.Join(names, ","),

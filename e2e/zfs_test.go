@@ -88,7 +88,7 @@ func (p pass) run(t *testing.T, v *vm, bin, endpoint string, deadline time.Time)
 	if p.layout == "special" {
 		disks = append(disks, disk{serial: "special", path: partitionedImage(t, "special.img", 2<<30)})
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	params := []string{
 		"e2e.layout=" + p.layout,
 		"e2e.exports=" + strings.Join(names, ","),

@@ -50,7 +50,7 @@ func (sc *scenario) readBack(d *daemon, what string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.Command(t, "nbdcopy"), d.uri(), out)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: nbdcopy %s: %v\n%s\n%s log tail:\n%s", what, d.uri(), err, b, d.name, d.tail(20))
+		t.Fatalf("%s: nbdcopy %s: %v\n%s\n%s log tail:\n%s", what, d.uri(), err, b, d.Name, d.Tail(20))
 	}
 	device, err := os.ReadFile(out)
 	if err != nil {

@@ -203,7 +203,7 @@ func (sc *scenario) faultClass(f faultproxy.Faults, ops int) {
 
 // stopExpectingClean sends SIGTERM and expects a clean stop.
 func (sc *scenario) stopExpectingClean(d *daemon) {
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	d.Signal(syscall.SIGTERM)
 	sc.expectClean(d)
 }
 
@@ -211,13 +211,13 @@ func (sc *scenario) stopExpectingClean(d *daemon) {
 // acknowledged write durable in the ledger, anything else fails the
 // scenario.
 func (sc *scenario) expectClean(d *daemon) {
-	code, took := d.wait(sc.t, 3*time.Minute)
-	if code == 0 {
+	st, took := d.Wait(sc.t, 3*time.Minute)
+	if st.ExitCode() == 0 {
 		sc.ledger.stoppedCleanly()
 		return
 	}
 	sc.fig.Add("unclean stops", 1)
-	sc.t.Errorf("%s: SIGTERM gave exit %d after %.1f s, want 0 (flushed and stopped cleanly); log tail:\n%s", d.name, code, took.Seconds(), d.tail(15))
+	sc.t.Errorf("%s: SIGTERM gave %s after %.1f s, want exit 0 (flushed and stopped cleanly); log tail:\n%s", d.Name, st, took.Seconds(), d.Tail(15))
 }
 
 // corruptList: the bucket is filled and stopped cleanly; then each round
@@ -291,13 +291,13 @@ func (sc *scenario) daemonKill(rounds int) {
 	for round := 1; round <= rounds; round++ {
 		w := sc.writer(d)
 		delay := time.Duration(100+sc.rng.IntN(2400)) * time.Millisecond
-		killed := time.AfterFunc(delay, func() { d.cmd.Process.Kill() })
+		killed := time.AfterFunc(delay, func() { d.Signal(syscall.SIGKILL) })
 		w.run(t, sc.mixed(100000), 5*time.Minute)
 		if !w.dead {
 			t.Fatalf("round %d: the writer finished before the kill at %v", round, delay)
 		}
 		killed.Stop()
-		<-d.exited
+		<-d.Exited()
 		d = sc.daemon(sc.directURL(), "--force")
 		sc.res.rounds++
 		sc.readBack(d, fmt.Sprintf("round %d (killed after %v)", round, delay))
@@ -315,12 +315,12 @@ func (sc *scenario) sigtermMidWrite(rounds int) {
 		d := sc.daemon(sc.directURL())
 		w := sc.writer(d)
 		delay := time.Duration(200+sc.rng.IntN(2000)) * time.Millisecond
-		termed := time.AfterFunc(delay, func() { d.cmd.Process.Signal(syscall.SIGTERM) })
+		termed := time.AfterFunc(delay, func() { d.Signal(syscall.SIGTERM) })
 		w.run(t, sc.mixed(100000), 5*time.Minute)
 		if termed.Stop() {
 			// The workload ended first (it should not): stop it now.
 			t.Errorf("round %d: the writer finished before the SIGTERM at %v", round, delay)
-			d.cmd.Process.Signal(syscall.SIGTERM)
+			d.Signal(syscall.SIGTERM)
 		}
 		// One SIGTERM only: a second one exits at once, unflushed.
 		sc.expectClean(d)
@@ -368,10 +368,10 @@ func (sc *scenario) storeDown() {
 		t.Fatal(err)
 	}
 	w.quit(t)
-	code, took := d.stop(t, syscall.SIGTERM, 3*time.Minute)
+	st, took := d.Stop(t, syscall.SIGTERM, 3*time.Minute)
 	sc.fig.Add("stop s", int64(took.Seconds()))
-	if code != 1 || took > stopTimeout+10*time.Second {
-		t.Errorf("SIGTERM with the store down: exit %d after %.1f s; want 1 at about --stop-timeout %v; log tail:\n%s", code, took.Seconds(), stopTimeout, d.tail(15))
+	if code := st.ExitCode(); code != 1 || took > stopTimeout+10*time.Second {
+		t.Errorf("SIGTERM with the store down: exit %d after %.1f s; want 1 at about --stop-timeout %v; log tail:\n%s", code, took.Seconds(), stopTimeout, d.Tail(15))
 	}
 	if err := sc.proxy.SetDown(false); err != nil {
 		t.Fatal(err)
@@ -406,10 +406,9 @@ func (sc *scenario) twoDaemons(rounds int) {
 		sc.res.rounds++
 		if len(serving) != 1 {
 			sc.fig.Add(fmt.Sprintf("%d served", len(serving)), 1)
-			t.Errorf("round %d (lossy %v): %d daemons serve one bucket, want exactly 1; log tails:\n%s\n%s", round, lossy, len(serving), a.tail(3), b.tail(3))
+			t.Errorf("round %d (lossy %v): %d daemons serve one bucket, want exactly 1; log tails:\n%s\n%s", round, lossy, len(serving), a.Tail(3), b.Tail(3))
 			for _, d := range serving {
-				d.cmd.Process.Kill()
-				<-d.exited
+				d.Kill()
 			}
 			sc.removeMarker()
 			continue
@@ -418,8 +417,8 @@ func (sc *scenario) twoDaemons(rounds int) {
 		if winner != serving[0] {
 			winner, loser = b, a
 		}
-		if code := loser.cmd.ProcessState.ExitCode(); code != 2 {
-			t.Errorf("round %d (lossy %v): the refused daemon exited %d, want 2 (bucket marked as mounted); log tail:\n%s", round, lossy, code, loser.tail(3))
+		if code := loser.State().ExitCode(); code != 2 {
+			t.Errorf("round %d (lossy %v): the refused daemon exited %d, want 2 (bucket marked as mounted); log tail:\n%s", round, lossy, code, loser.Tail(3))
 		}
 		w := sc.writer(winner)
 		w.run(t, sc.mixed(60), 2*time.Minute)
@@ -447,8 +446,8 @@ func settle(t *testing.T, daemons ...*daemon) []*daemon {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for _, d := range daemons {
-		for d.running() && time.Now().Before(deadline) {
-			if err := d.waitListening(t.Context(), 100*time.Millisecond); err == nil {
+		for d.Running() && time.Now().Before(deadline) {
+			if err := d.WaitServing(t.Context(), 100*time.Millisecond); err == nil {
 				break
 			}
 		}
@@ -456,7 +455,7 @@ func settle(t *testing.T, daemons ...*daemon) []*daemon {
 	time.Sleep(time.Second)
 	var serving []*daemon
 	for _, d := range daemons {
-		if d.running() {
+		if d.Running() {
 			serving = append(serving, d)
 		}
 	}

@@ -1,16 +1,13 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -62,7 +59,7 @@ type minio struct {
 
 func startMinio(t *testing.T) *minio {
 	t.Helper()
-	m := &minio{bin: minioBinary(t), dir: t.TempDir(), addr: freeAddr(t)}
+	m := &minio{bin: minioBinary(t), dir: t.TempDir(), addr: testenv.FreeAddr(t)}
 	var err error
 	if m.log, err = os.Create(filepath.Join(t.ArtifactDir(), "minio.log")); err != nil {
 		t.Fatal(err)
@@ -148,152 +145,53 @@ func (m *minio) s3Client(t *testing.T) *s3.Client {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // buildObjbacker builds the binary under test, without -race: the suite
 // measures what a real daemon does under faults, at its real speed.
 func buildObjbacker(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "objbacker")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Command(t, "go"), "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return testenv.BuildObjbacker(t, filepath.Join("..", ".."))
 }
 
-// daemon is one `objbacker serve` process with one export, "d".
+// daemon is one `objbacker serve` process (see testenv.Daemon) with one
+// export, "d".
 type daemon struct {
-	name, addr string
-	log        string
-	cmd        *exec.Cmd
-	exited     chan struct{}
+	*testenv.Daemon
+	addr string
 }
 
 // spawnDaemon starts `objbacker serve` on a fresh loopback port, exporting
-// url as "d" with the suite's geometry, without waiting for it to listen.
+// url as "d" with the suite's geometry, without waiting for it to serve.
 // It is killed when the test ends if it still runs.
 func spawnDaemon(t *testing.T, bin, name, url string, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{name: name, addr: freeAddr(t), log: filepath.Join(t.ArtifactDir(), name+".log"), exited: make(chan struct{})}
-	logFile, err := os.Create(d.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
+	d := &daemon{addr: testenv.FreeAddr(t)}
 	args := append([]string{"--log-format", "json", "serve", "--listen", d.addr, "--export", "d=" + url,
 		"--size", fmt.Sprint(deviceSize), "--block-size", fmt.Sprint(blockSize), "--cache-size", fmt.Sprint(cacheSize)}, extra...)
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+minioUser, "AWS_SECRET_ACCESS_KEY="+minioPassword,
-		"AWS_REGION=us-east-1", "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting objbacker: %v", err)
-	}
-	go func() {
-		d.cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		if d.running() {
-			d.cmd.Process.Kill()
-			<-d.exited
-		}
-	})
+	env := []string{"AWS_ACCESS_KEY_ID=" + minioUser, "AWS_SECRET_ACCESS_KEY=" + minioPassword,
+		"AWS_REGION=us-east-1", "AWS_PROFILE=", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+	d.Daemon = testenv.SpawnDaemon(t, name, bin, args, env)
 	return d
 }
 
-// startDaemon spawns a daemon and waits until it accepts clients; a daemon
-// that exits first fails the test.
+// startDaemon spawns a daemon and waits until its log says it serves; a
+// daemon that exits first fails the test.
 func startDaemon(t *testing.T, bin, name, url string, extra ...string) *daemon {
 	t.Helper()
 	d := spawnDaemon(t, bin, name, url, extra...)
-	if err := d.waitListening(t.Context(), time.Minute); err != nil {
+	if err := d.WaitServing(t.Context(), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// waitListening waits until the daemon serves, as its log says, or fails
-// if it exits or the time is up. A connection it accepts says nothing:
-// serve binds its address before it opens the exports, so that a taken
-// one fails first.
-func (d *daemon) waitListening(ctx context.Context, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		if b, err := os.ReadFile(d.log); err == nil && bytes.Contains(b, []byte(`"msg":"serving"`)) {
-			return nil
-		}
-		select {
-		case <-d.exited:
-			return fmt.Errorf("%s exited (%s) before listening; log tail:\n%s", d.name, d.cmd.ProcessState, d.tail(30))
-		case <-ctx.Done():
-			return fmt.Errorf("%s not listening within %v; log tail:\n%s", d.name, limit, d.tail(30))
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }
 
 func (d *daemon) uri() string { return "nbd://" + d.addr + "/d" }
 
-func (d *daemon) running() bool {
-	select {
-	case <-d.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends sig and returns the exit code (-1 for death by signal) and
-// how long the exit took; an exit slower than limit fails the test.
-func (d *daemon) stop(t *testing.T, sig syscall.Signal, limit time.Duration) (int, time.Duration) {
-	t.Helper()
-	d.cmd.Process.Signal(sig)
-	return d.wait(t, limit)
-}
-
-// wait waits for a daemon already told to stop (a second signal would
-// make it exit at once, unflushed) and returns its exit code and how long
-// the wait took; one that outlives limit is killed and fails the test.
-func (d *daemon) wait(t *testing.T, limit time.Duration) (int, time.Duration) {
-	t.Helper()
-	begin := time.Now()
-	select {
-	case <-d.exited:
-	case <-time.After(limit):
-		d.cmd.Process.Kill()
-		<-d.exited
-		t.Fatalf("%s did not exit within %v; log tail:\n%s", d.name, limit, d.tail(30))
-	}
-	return d.cmd.ProcessState.ExitCode(), time.Since(begin)
-}
-
 // stopClean stops the daemon with SIGTERM, which must flush and exit 0.
 func (d *daemon) stopClean(t *testing.T) {
 	t.Helper()
-	if code, _ := d.stop(t, syscall.SIGTERM, 3*time.Minute); code != 0 {
-		t.Errorf("%s: SIGTERM gave exit %d, want 0 (flushed, stopped cleanly); log tail:\n%s", d.name, code, d.tail(30))
+	if st, _ := d.Stop(t, syscall.SIGTERM, 3*time.Minute); st.ExitCode() != 0 {
+		t.Errorf("%s: SIGTERM gave %s, want exit 0 (flushed, stopped cleanly); log tail:\n%s", d.Name, st, d.Tail(30))
 	}
-}
-
-func (d *daemon) tail(n int) string {
-	b, _ := os.ReadFile(d.log)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // newBucket creates an empty bucket on MinIO, removed with its objects at

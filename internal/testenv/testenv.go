@@ -1,5 +1,7 @@
 // Package testenv finds what integration tests need outside the process:
-// client programs (nbdinfo, qemu-io, fio, …) and servers (MinIO).
+// client programs (nbdinfo, qemu-io, fio, …) and servers (MinIO); and it
+// builds objbacker and runs it as a child process (Daemon), for the suites
+// that test the binary from outside.
 //
 // The test command (scripts/test.sh) installs and starts all of them and sets
 // OBJBACKER_TEST_STRICT=1, under which a missing dependency fails the test.
