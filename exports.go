@@ -75,8 +75,9 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, opts 
 	}
 	cfg.HashPrefix = hashPrefix
 	// A mem:// store lives in this process: a second copy of the device's
-	// blocks, and a copy per upload, for nothing.
-	cfg.Volatile = urlScheme(storeURL) == "mem"
+	// blocks, and a copy per upload, for nothing. Unless it is delayed: then
+	// it stands in for a remote store in a benchmark, and must be used as one.
+	cfg.Volatile = urlScheme(storeURL) == "mem" && !storeurl.Delayed(storeURL)
 	var base objstore.Store
 	err = objstore.Retry(ctx, storeRetryPolicy, log, "open", redact(storeURL), func() (err error) {
 		base, err = storeurl.Open(ctx, storeURL, opts)

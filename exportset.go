@@ -22,6 +22,8 @@ const urlForms = `URL forms:
   gs://bucket[/prefix][?endpoint=URL]
   azblob://container[/prefix][?account=NAME&endpoint=URL]
 Any URL also takes hash_prefix=true: s3backer's --blockHashPrefix names.
+For benchmarks, any URL also takes latency=30ms, bandwidth=100M (bytes per
+second, per request) and jitter=0.1: a simulated network (mem://?latency=30ms).
 
 A device's size and block size are recorded in its bucket the first time;
 later runs need neither --size nor --block-size, and a mismatch is an error.`

@@ -1,7 +1,8 @@
 // Package objstore is the small, portable object-store interface the block
 // core needs, with one driver per provider in its subpackages (memstore,
 // filestore, s3store) and decorators that wrap any Store (Prefixed, Retrying,
-// Counting). Every driver passes the conformance suite in objstore/storetest.
+// Counting, Latency). Every driver passes the conformance suite in
+// objstore/storetest.
 package objstore
 
 import (

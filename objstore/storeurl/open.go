@@ -8,6 +8,16 @@
 //
 // A path after the bucket or container is a prefix: "s3://b/vol" stores
 // block 0 as "vol/00000000".
+//
+// For benchmarks and experiments, every URL also takes parameters that slow
+// its store down as a network would (objstore.Latency):
+//
+//	latency=DURATION   wait before each answer, as Go writes durations: 30ms, 1.5s
+//	bandwidth=SIZE     bytes per second for each request's payload: 100M (MiB/s), 1.5G, 4096
+//	jitter=FRACTION    spread each wait uniformly over latency × (1 ± FRACTION), 0 to 1
+//
+// "mem://?latency=30ms" stands in for a remote bucket without the CPU cost
+// of a server on the same machine.
 package storeurl
 
 import (
@@ -19,8 +29,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
+	"github.com/objbacker/objbacker/blockmap"
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/azblobstore"
 	"github.com/objbacker/objbacker/objstore/filestore"
@@ -56,6 +69,10 @@ func Open(ctx context.Context, raw string, opts Options) (objstore.Store, error)
 	}
 	q := u.Query()
 	// Check parameters before connecting: a typo must not cost a timeout.
+	delay, err := takeLatency(q)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", objstore.ErrInvalidURL, raw, err)
+	}
 	for name := range q {
 		if !slices.Contains(params[u.Scheme], name) {
 			return nil, fmt.Errorf("%w: %q: unknown parameter %q", objstore.ErrInvalidURL, raw, name)
@@ -129,7 +146,53 @@ func Open(ctx context.Context, raw string, opts Options) (objstore.Store, error)
 	if prefix != "" {
 		prefix += "/"
 	}
-	return objstore.Prefixed(store, prefix), nil
+	return objstore.Latency(objstore.Prefixed(store, prefix), delay), nil
+}
+
+// latencyParams are the parameters every scheme takes, for objstore.Latency.
+var latencyParams = []string{"latency", "bandwidth", "jitter"}
+
+// Delayed reports whether raw carries a latency parameter, even a zero
+// one: its store then stands in for a remote one, so a mem:// store is the
+// backing of a benchmark, not a RAM disk.
+func Delayed(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	q := u.Query()
+	return slices.ContainsFunc(latencyParams, q.Has)
+}
+
+// takeLatency reads the latency parameters and deletes them from q, so
+// that the driver's own are left.
+func takeLatency(q url.Values) (objstore.LatencyConfig, error) {
+	var cfg objstore.LatencyConfig
+	if v := q.Get("latency"); q.Has("latency") {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return cfg, fmt.Errorf("latency=%q, want a duration such as 30ms", v)
+		}
+		cfg.Latency = d
+	}
+	if v := q.Get("bandwidth"); q.Has("bandwidth") {
+		n, err := blockmap.ParseSize(v)
+		if err != nil || n == 0 {
+			return cfg, fmt.Errorf("bandwidth=%q, want bytes per second such as 100M", v)
+		}
+		cfg.Bandwidth = n
+	}
+	if v := q.Get("jitter"); q.Has("jitter") {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(f >= 0 && f <= 1) {
+			return cfg, fmt.Errorf("jitter=%q, want a fraction from 0 to 1", v)
+		}
+		cfg.Jitter = f
+	}
+	for _, name := range latencyParams {
+		q.Del(name)
+	}
+	return cfg, nil
 }
 
 // fileDir turns file:///abs and file://./rel into a directory path.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/storetest"
@@ -56,9 +57,62 @@ func TestBadURLs(t *testing.T) {
 		"s3://bucket/p?endpont=http://x",
 		"mem://?size=1G",
 		"%zz://x",
+		"mem://?latency=30",
+		"mem://?latency=-1ms",
+		"mem://?latency=soon",
+		"mem://?bandwidth=0",
+		"mem://?bandwidth=-1M",
+		"mem://?bandwidth=fast",
+		"mem://?latency=1ms&jitter=1.5",
+		"mem://?latency=1ms&jitter=-0.1",
+		"mem://?latency=1ms&jitter=NaN",
+		"file://./dir?latency=1x",
+		"file://./dir?latency=1ms&latencyy=2ms",
+		// Checked before any connection is tried.
+		"s3://bucket/p?endpoint=http://127.0.0.1:1&latency=fast",
 	} {
 		if _, err := Open(t.Context(), raw, Options{}); !errors.Is(err, objstore.ErrInvalidURL) {
 			t.Errorf("Open(%q): err = %v, want ErrInvalidURL", raw, err)
+		}
+	}
+}
+
+// TestLatencyParams: every scheme takes the latency parameters, and they
+// reach objstore.Latency, not the driver.
+func TestLatencyParams(t *testing.T) {
+	const lat = 5 * time.Millisecond
+	dir := t.TempDir()
+	for _, raw := range []string{
+		"mem://?latency=5ms",
+		"mem://?latency=5ms&bandwidth=100M&jitter=0",
+		"mem://?bandwidth=1.5G&latency=0.005s",
+		"file://" + dir + "?latency=5ms&bandwidth=4096000",
+	} {
+		s, err := Open(t.Context(), raw, Options{})
+		if err != nil {
+			t.Errorf("%s: %v", raw, err)
+			continue
+		}
+		start := time.Now()
+		storetest.MustPut(t, s, "k", []byte("x"), objstore.PutOptions{})
+		if d := time.Since(start); d < lat {
+			t.Errorf("%s: Put answered after %v, before the latency", raw, d)
+		}
+		s.Close()
+	}
+}
+
+func TestDelayed(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"mem://":                       false,
+		"mem://?latency=0":             true,
+		"file:///d?bandwidth=1M":       true,
+		"s3://b/p?endpoint=x&jitter=0": true,
+		"s3://b/p?endpoint=x":          false,
+		"%zz://x":                      false,
+	} {
+		if got := Delayed(raw); got != want {
+			t.Errorf("Delayed(%q) = %v, want %v", raw, got, want)
 		}
 	}
 }
