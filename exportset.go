@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/internal/inflight"
 	"github.com/objbacker/objbacker/objstore/storeurl"
 )
@@ -134,9 +135,9 @@ func (s *exportSet) logReady(more func(*openedExport) []any) {
 	for _, e := range s.opened {
 		g := e.device.Geometry()
 		args := []any{"export", e.spec.Name, "url", redact(e.spec.URL),
-			"size", blockmap.FormatSize(g.Size), "block_size", blockmap.FormatSize(g.BlockSize)}
+			"size", bytesize.Format(g.Size), "block_size", bytesize.Format(g.BlockSize)}
 		if e.payloadBudget > 0 {
-			args = append(args, "request_memory", blockmap.FormatSize(e.payloadBudget))
+			args = append(args, "request_memory", bytesize.Format(e.payloadBudget))
 		}
 		if more != nil {
 			args = append(args, more(e)...)

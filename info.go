@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/objstore"
 )
 
@@ -32,8 +33,8 @@ func info(c *cli.Context) error {
 	w := c.App.Writer
 	fmt.Fprintf(w, "url:            %s\n", redact(raw))
 	if ok {
-		fmt.Fprintf(w, "size:           %s (%d bytes)\n", blockmap.FormatSize(f.Size), f.Size)
-		fmt.Fprintf(w, "block size:     %s (%d bytes)\n", blockmap.FormatSize(f.BlockSize), f.BlockSize)
+		fmt.Fprintf(w, "size:           %s (%d bytes)\n", bytesize.Format(f.Size), f.Size)
+		fmt.Fprintf(w, "block size:     %s (%d bytes)\n", bytesize.Format(f.BlockSize), f.BlockSize)
 		fmt.Fprintf(w, "block names:    %s (block 0: %s)\n", namingName(f.Naming), f.Naming.Key(0))
 		fmt.Fprintf(w, "recorded in:    %s\n", f.Source)
 		if f.Block0OK && f.Block0.ContentEncoding != "" {

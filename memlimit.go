@@ -5,7 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 
-	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/internal/inflight"
 )
 
@@ -44,5 +44,5 @@ func setMemoryLimit(exports []*openedExport, log *slog.Logger) {
 		}
 	}
 	debug.SetMemoryLimit(limit)
-	log.Info("memory limit", "bytes", limit, "size", blockmap.FormatSize(limit))
+	log.Info("memory limit", "bytes", limit, "size", bytesize.Format(limit))
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/nbd"
 )
 
@@ -78,7 +78,7 @@ func serve(c *cli.Context) error {
 		g := e.device.Geometry()
 		exports = append(exports, &nbd.Export{
 			Name:               e.spec.Name,
-			Description:        fmt.Sprintf("objbacker %s, %s blocks", redact(e.spec.URL), blockmap.FormatSize(g.BlockSize)),
+			Description:        fmt.Sprintf("objbacker %s, %s blocks", redact(e.spec.URL), bytesize.Format(g.BlockSize)),
 			Backend:            e.device,
 			ReadOnly:           c.Bool("read-only"),
 			MinBlockSize:       minBlock,

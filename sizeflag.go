@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 )
 
 // sizeFlag reads a size flag like "100G"; 0 when unset. A size given
@@ -15,7 +15,7 @@ func sizeFlag(c *cli.Context, name string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	n, err := blockmap.ParseSize(s)
+	n, err := bytesize.Parse(s)
 	if err != nil {
 		return 0, usageError{fmt.Errorf("--%s: %w", name, err)}
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/objstore"
 )
 
@@ -143,11 +144,11 @@ func resolveLayout(ctx context.Context, store objstore.Store, w want) (Found, er
 		}
 		if w.Size != 0 && w.Size != f.Size {
 			return Found{}, fmt.Errorf("%w: size %s (%d bytes) does not match the %s (%d bytes) recorded in the bucket (%s); omit --size to use it",
-				ErrInvalidConfig, FormatSize(w.Size), w.Size, FormatSize(f.Size), f.Size, f.Source)
+				ErrInvalidConfig, bytesize.Format(w.Size), w.Size, bytesize.Format(f.Size), f.Size, f.Source)
 		}
 		if w.BlockSize != 0 && w.BlockSize != f.BlockSize {
 			return Found{}, fmt.Errorf("%w: block size %s does not match the %s recorded in the bucket (%s); omit --block-size to use it",
-				ErrInvalidConfig, FormatSize(w.BlockSize), FormatSize(f.BlockSize), f.Source)
+				ErrInvalidConfig, bytesize.Format(w.BlockSize), bytesize.Format(f.BlockSize), f.Source)
 		}
 		if w.HashPrefix != nil && *w.HashPrefix != f.Naming.HashPrefix {
 			return Found{}, fmt.Errorf("%w: hash_prefix=%v does not match the bucket's block names (hash prefix %v, %s); omit it to use them",

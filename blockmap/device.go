@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/internal/slab"
 	"github.com/objbacker/objbacker/objstore"
 )
@@ -192,7 +193,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	geo := found.Geometry
 	if minCache := 4 * geo.BlockSize; cfg.CacheSize < minCache {
-		return nil, fmt.Errorf("%w: cache size %s is below 4 blocks (%s)", ErrInvalidConfig, FormatSize(cfg.CacheSize), FormatSize(minCache))
+		return nil, fmt.Errorf("%w: cache size %s is below 4 blocks (%s)", ErrInvalidConfig, bytesize.Format(cfg.CacheSize), bytesize.Format(minCache))
 	}
 
 	d := &Device{
@@ -301,7 +302,7 @@ func (d *Device) listPresent(ctx context.Context) error {
 			}
 		}
 	}
-	d.log.Info("device opened", "size", FormatSize(d.geo.Size), "block_size", FormatSize(d.geo.BlockSize),
+	d.log.Info("device opened", "size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
 		"blocks_present", count, "list_time", time.Since(start).Round(time.Millisecond))
 	return nil
 }

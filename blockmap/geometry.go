@@ -3,6 +3,8 @@ package blockmap
 import (
 	"fmt"
 	"math/bits"
+
+	"github.com/objbacker/objbacker/internal/bytesize"
 )
 
 const (
@@ -35,16 +37,16 @@ func (g Geometry) Validate() error {
 		return fmt.Errorf("%w: block size %d is not a power of two", ErrInvalidConfig, bs)
 	}
 	if bs < MinBlockSize || bs > MaxBlockSize {
-		return fmt.Errorf("%w: block size %s outside %s … %s", ErrInvalidConfig, FormatSize(bs), FormatSize(MinBlockSize), FormatSize(MaxBlockSize))
+		return fmt.Errorf("%w: block size %s outside %s … %s", ErrInvalidConfig, bytesize.Format(bs), bytesize.Format(MinBlockSize), bytesize.Format(MaxBlockSize))
 	}
 	if g.Size <= 0 {
 		return fmt.Errorf("%w: size %d must be positive", ErrInvalidConfig, g.Size)
 	}
 	if g.Size%bs != 0 {
-		return fmt.Errorf("%w: size %s (%d bytes) is not a multiple of the block size %s", ErrInvalidConfig, FormatSize(g.Size), g.Size, FormatSize(bs))
+		return fmt.Errorf("%w: size %s (%d bytes) is not a multiple of the block size %s", ErrInvalidConfig, bytesize.Format(g.Size), g.Size, bytesize.Format(bs))
 	}
 	if g.Size/bs > maxBlocks {
-		return fmt.Errorf("%w: size %s is more than 2^32 blocks of %s", ErrInvalidConfig, FormatSize(g.Size), FormatSize(bs))
+		return fmt.Errorf("%w: size %s is more than 2^32 blocks of %s", ErrInvalidConfig, bytesize.Format(g.Size), bytesize.Format(bs))
 	}
 	return nil
 }

@@ -42,22 +42,6 @@ func TestHashPrefixNamesMatchS3backer(t *testing.T) {
 	}
 }
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"4096": 4096, "1M": 1 << 20, "1MiB": 1 << 20, "16G": 16 << 30, "512k": 512 << 10, "1.5G": 3 << 29, "2T": 2 << 40, "100GB": 100 << 30} {
-		if got, err := ParseSize(in); err != nil || got != want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, bad := range []string{"", "G", "-1M", "12X", "abc", "99999999999P"} {
-		if _, err := ParseSize(bad); err == nil {
-			t.Errorf("ParseSize(%q) accepted", bad)
-		}
-	}
-	if FormatSize(16<<30) != "16G" || FormatSize(1536<<20) != "1536M" || FormatSize(1000) != "1000" {
-		t.Error("FormatSize")
-	}
-}
-
 func TestGeometryValidate(t *testing.T) {
 	ok := []Geometry{{16 << 30, 1 << 20}, {4 << 10, 4 << 10}, {64 << 20, 64 << 20}, {1 << 52, 1 << 20}}
 	for _, g := range ok {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/memstore"
 	"github.com/objbacker/objbacker/objstore/storetest"
@@ -549,7 +550,7 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 
 func (r *modelRound) String() string {
 	return fmt.Sprintf("seed %d: %d blocks of %s, cache %d blocks, parallel %d, read-ahead %d, write delay %v, %d workers, retrying %v, store delay %v, hot blocks %v",
-		r.seed, r.cfg.Geometry.Blocks(), FormatSize(r.cfg.Geometry.BlockSize), r.cfg.CacheSize/r.cfg.Geometry.BlockSize,
+		r.seed, r.cfg.Geometry.Blocks(), bytesize.Format(r.cfg.Geometry.BlockSize), r.cfg.CacheSize/r.cfg.Geometry.BlockSize,
 		r.cfg.Parallel, r.cfg.ReadAhead, r.cfg.WriteDelay, r.workers, r.retrying, r.faults.Delay, r.hot)
 }
 

@@ -33,7 +33,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/objbacker/objbacker/blockmap"
+	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/objstore"
 	"github.com/objbacker/objbacker/objstore/azblobstore"
 	"github.com/objbacker/objbacker/objstore/filestore"
@@ -176,7 +176,7 @@ func takeLatency(q url.Values) (objstore.LatencyConfig, error) {
 		cfg.Latency = d
 	}
 	if v := q.Get("bandwidth"); q.Has("bandwidth") {
-		n, err := blockmap.ParseSize(v)
+		n, err := bytesize.Parse(v)
 		if err != nil || n == 0 {
 			return cfg, fmt.Errorf("bandwidth=%q, want bytes per second such as 100M", v)
 		}

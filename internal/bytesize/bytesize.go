@@ -1,4 +1,6 @@
-package blockmap
+// Package bytesize reads and prints sizes in binary units, as the flags
+// and logs of objbacker spell them: 16G, 1M, 4096.
+package bytesize
 
 import (
 	"fmt"
@@ -6,9 +8,9 @@ import (
 	"strings"
 )
 
-// ParseSize reads sizes like "16G", "1M", "512k", "4096", "1.5T" (binary
+// Parse reads sizes like "16G", "1M", "512k", "4096", "1.5T" (binary
 // units: K = 1024). A trailing "B" or "iB" is accepted ("1MiB", "1GB").
-func ParseSize(s string) (int64, error) {
+func Parse(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(t, "B"), "b"), "i")
 	if t == "" {
@@ -43,8 +45,8 @@ func ParseSize(s string) (int64, error) {
 	return int64(f * float64(mult)), nil
 }
 
-// FormatSize prints n with the largest binary unit that divides it exactly.
-func FormatSize(n int64) string {
+// Format prints n with the largest binary unit that divides it exactly.
+func Format(n int64) string {
 	for _, u := range []struct {
 		suffix string
 		shift  uint
