@@ -57,7 +57,7 @@ func (d *Device) letGo(b *block) {
 // one another forever. So it first makes every block readable, then lends
 // them all at once; if loading the later blocks evicted an earlier one (a
 // request nearly as large as the cache), it tries again, and after that
-// copies instead.
+// copies instead. A request larger than half the cache is copied at once.
 func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(), err error) {
 	if err := d.checkRange("read", off, n); err != nil {
 		return nil, nil, err
@@ -72,7 +72,22 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 	}
 	first, last := d.startRead(off, n)
 	var loans []*loan
+	// A request too large to hold whole beside the rest of the cache is
+	// copied at once, block by block, each fetched once: loading every
+	// block before lending them evicts the first ones, and each attempt
+	// fetched them all again (three GETs per block for a 32 MiB read
+	// through a 16 MiB cache).
+	copyAll := !d.cfg.Volatile && n > d.cfg.CacheSize/2
 	for attempt := 0; ; attempt++ {
+		if copyAll || attempt == 2 {
+			p := make([]byte, n)
+			if err := d.copyOut(p, off); err != nil {
+				d.leave()
+				return nil, nil, err
+			}
+			views = append(views, p)
+			break
+		}
 		err := d.span(off, n, func(blk, in, _, l int64) error {
 			_, err := d.resident(blk, in, l)
 			return err
@@ -83,15 +98,6 @@ func (d *Device) LendAt(off, n int64, views [][]byte) (_ [][]byte, release func(
 		}
 		if lent, l, ok := d.lendResident(off, n, views); ok {
 			views, loans = lent, l
-			break
-		}
-		if attempt == 1 {
-			p := make([]byte, n)
-			if err := d.copyOut(p, off); err != nil {
-				d.leave()
-				return nil, nil, err
-			}
-			views = append(views, p)
 			break
 		}
 	}

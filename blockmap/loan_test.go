@@ -218,3 +218,35 @@ func TestWriteToLentLeastRecentBlock(t *testing.T) {
 		})
 	}
 }
+
+// A read larger than the cache can lend is fetched once per block: lending
+// it loaded every block, found the first ones evicted by the last, and
+// loaded them all again, three GETs per block.
+func TestReadLargerThanTheCacheFetchesEachBlockOnce(t *testing.T) {
+	store, counts, mem := countingMem()
+	g := Geometry{Size: 16 * mib, BlockSize: mib}
+	want := make([]byte, 8*mib)
+	for i := range int64(8) {
+		copy(want[i*mib:], pattern(mib, uint64(30+i)))
+		if _, err := mem.Put(t.Context(), fmt.Sprintf("%08x", i), want[i*mib:(i+1)*mib], objstorePut(g)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 4 * mib, Parallel: 4, ReadAhead: -1, WriteDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	gets := counts.Gets.Load()
+	views, release, err := d.LendAt(0, 8*mib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if !bytes.Equal(joined(views), want) {
+		t.Fatal("the read returned other bytes than stored")
+	}
+	if n := counts.Gets.Load() - gets; n != 8 {
+		t.Errorf("%d GETs for 8 blocks read through a 4-block cache, want 8", n)
+	}
+}
