@@ -49,6 +49,8 @@ type openedExport struct {
 	store  objstore.Store
 	device *blockmap.Device
 	counts *objstore.Counts
+	// storeLatency is fed by the store below the retries, as counts.
+	storeLatency *storeLatency
 	// payloadBudget is the front end's memory for request payloads, taken
 	// out of the cache (openExports); zero where the front end keeps its
 	// own.
@@ -67,7 +69,8 @@ func (e *openedExport) close() error {
 var storeRetryPolicy = objstore.RetryPolicy{Attempts: 10, BaseDelay: 100 * time.Millisecond, MaxDelay: 8 * time.Second}
 
 // openExport opens the store and the device of one export. The store is
-// counted below the retry layer, so retried requests show in the metrics.
+// counted and timed below the retry layer, so retried requests show in the
+// metrics.
 func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, opts storeurl.Options, log *slog.Logger) (*openedExport, error) {
 	storeURL, hashPrefix, err := splitDeviceParams(spec.URL)
 	if err != nil {
@@ -89,15 +92,15 @@ func openExport(ctx context.Context, spec exportSpec, cfg blockmap.Config, opts 
 	if err != nil {
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
-	counts := new(objstore.Counts)
-	cfg.Store = objstore.Retrying(objstore.Counting(base, counts), storeRetryPolicy, log)
+	counts, latency := new(objstore.Counts), newStoreLatency(spec.Name)
+	cfg.Store = objstore.Retrying(objstore.CountingObserved(base, counts, latency.observe), storeRetryPolicy, log)
 	cfg.Log = log
 	dev, err := blockmap.Open(ctx, cfg)
 	if err != nil {
 		base.Close()
 		return nil, fmt.Errorf("export %s (%s): %w", spec.Name, redact(spec.URL), err)
 	}
-	return &openedExport{spec: spec, store: base, device: dev, counts: counts}, nil
+	return &openedExport{spec: spec, store: base, device: dev, counts: counts, storeLatency: latency}, nil
 }
 
 // splitDeviceParams takes the device's own URL parameters (hash_prefix)

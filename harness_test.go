@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -129,9 +130,12 @@ func (s *server) metric(t *testing.T, name, export string) int64 {
 	prefix := fmt.Sprintf("%s{export=%q} ", name, export)
 	for _, line := range strings.Split(out, "\n") {
 		if v, ok := strings.CutPrefix(line, prefix); ok {
-			var n int64
-			fmt.Sscan(v, &n)
-			return n
+			// Large values come as 1.048576e+06.
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s for %s: %q: %v", name, export, v, err)
+			}
+			return int64(f)
 		}
 	}
 	t.Fatalf("metric %s for %s not found", name, export)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/objbacker/objbacker/internal/bytesize"
@@ -86,12 +87,18 @@ func serve(c *cli.Context) error {
 			MaxBuffered:        e.payloadBudget,
 		})
 	}
-	stopMetrics := serveMetrics(metricsLn, opened, log)
+	srv := &nbd.Server{Exports: exports, Log: log}
+	var nbdm []prometheus.Collector
+	if metricsLn != nil {
+		m := newNBDMetrics(srv)
+		srv.Observe = m.observe
+		nbdm = append(nbdm, m)
+	}
+	stopMetrics := serveMetrics(metricsLn, opened, log, nbdm...)
 	defer stopMetrics()
 	set.logReady(func(e *openedExport) []any { return []any{"uri", nbdURI(ln.Addr(), e.spec.Name)} })
 	log.Info("serving", "listen", ln.Addr().String(), "exports", len(opened))
 
-	srv := &nbd.Server{Exports: exports, Log: log}
 	stopped := set.watchStop(ctx, c.Duration("stop-timeout"))
 	serveErr := srv.Serve(ctx, ln)
 	log.Info("stopping: flushing dirty blocks")

@@ -153,10 +153,12 @@ func (s *objbacker) metricsOf() (map[string]map[string]int64, error) {
 		if !ok {
 			continue
 		}
-		v, err := strconv.ParseInt(value, 10, 64)
+		// Large values come as 1.048576e+06.
+		f, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			continue
 		}
+		v := int64(f)
 		if out[export] == nil {
 			out[export] = map[string]int64{}
 		}

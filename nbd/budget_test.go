@@ -47,6 +47,9 @@ func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
 	if n := be.reads.Load(); n != 2 {
 		t.Fatalf("%d reads ran with two %d-byte replies unsent and a share of two; want 2", n, size)
 	}
+	if used, budget, ok := s.Buffered("disk"); used != 2*size || budget != 4*size || !ok {
+		t.Errorf("Buffered = %d, %d, %v; want the two unsent replies, %d of %d", used, budget, ok, 2*size, 4*size)
+	}
 	go io.Copy(io.Discard, client)
 	deadline := time.Now().Add(5 * time.Second)
 	for be.reads.Load() != 4 {
@@ -54,5 +57,14 @@ func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
 			t.Fatalf("only %d of 4 reads ran once the client took its replies", be.reads.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	for used, _, _ := s.Buffered("disk"); used != 0; used, _, _ = s.Buffered("disk") {
+		if time.Now().After(deadline) {
+			t.Fatalf("Buffered = %d with every reply taken", used)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, _, ok := s.Buffered("other"); ok {
+		t.Error("Buffered found an export that does not exist")
 	}
 }

@@ -2,6 +2,7 @@ package nbd
 
 import (
 	"io"
+	"time"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
 )
@@ -11,10 +12,11 @@ import (
 // BlockWriter); seq is the request's place in the write barrier (see admit).
 // tokens is the request's share of the payload budget, given back once its
 // payload is no longer needed: for a READ, when its reply has been sent,
-// which may be after run returns.
-func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, tokens int64) {
+// which may be after run returns. start is when the request was admitted,
+// for Server.Observe.
+func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, tokens int64, start time.Time) {
 	if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
-		c.read(req, buf, tokens)
+		c.read(req, buf, tokens, start)
 		return
 	}
 	defer c.limit.Release(tokens)
@@ -46,13 +48,14 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 		c.barrier.End(seq)
 	}
 	c.reply(req, err)
+	c.observed(req, start, err)
 }
 
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
-func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens int64) {
+func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens int64, start time.Time) {
 	if buf == nil {
-		c.readLent(req, tokens)
+		c.readLent(req, tokens, start)
 		return
 	}
 	data := (*buf)[replyHeaderLen:]
@@ -66,6 +69,7 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens 
 			err = io.ErrUnexpectedEOF
 		}
 		c.reply(req, err)
+		c.observed(req, start, err)
 		return
 	}
 	c.stats.reads.Add(1)
@@ -73,17 +77,19 @@ func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens 
 	c.w.data(req.Handle, buf, func() {
 		payloads.Put(buf)
 		c.limit.Release(tokens)
+		c.observed(req, start, nil)
 	})
 }
 
 // readLent sends a READ reply from views the backend lends. The request
 // keeps its budget until they are sent, as a copied reply does: a reply
 // still queued may hold a buffer the backend's cache has already let go.
-func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64) {
+func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64, start time.Time) {
 	views, release, err := c.export.lender.LendAt(int64(req.Offset), int64(req.Length), make([][]byte, 1, 2))
 	if err != nil {
 		c.limit.Release(tokens)
 		c.reply(req, err)
+		c.observed(req, start, err)
 		return
 	}
 	c.stats.reads.Add(1)
@@ -92,6 +98,7 @@ func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64) {
 	c.w.lent(req.Handle, views, func() {
 		release()
 		c.limit.Release(tokens)
+		c.observed(req, start, nil)
 	})
 }
 
@@ -129,6 +136,31 @@ func (c *conn) flush(seq uint64) error {
 		c.dirty.Store(true)
 	}
 	return err
+}
+
+// observed tells Server.Observe, if set, that req, admitted at start, has
+// ended with err.
+func (c *conn) observed(req protocol.TransmissionRequestHeader, start time.Time, err error) {
+	if c.observe != nil {
+		c.observe(c.export.Name, commandName(req.Type), req.Length, time.Since(start), err)
+	}
+}
+
+// commandName is a command's name for Server.Observe.
+func commandName(t uint16) string {
+	switch t {
+	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
+		return "read"
+	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:
+		return "write"
+	case cmdFlush:
+		return "flush"
+	case cmdTrim:
+		return "trim"
+	case cmdWriteZeroes:
+		return "write_zeroes"
+	}
+	return "unknown"
 }
 
 func (c *conn) reply(req protocol.TransmissionRequestHeader, err error) {

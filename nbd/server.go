@@ -45,6 +45,17 @@ type Server struct {
 	// write is dropped unanswered. Zero means DefaultPayloadTimeout.
 	// Between requests a connection may stay idle for any time.
 	PayloadTimeout time.Duration
+	// Observe, if set, is told of each request that reaches an export's
+	// backend, once, when it ends: a READ once its reply is sent (or
+	// dropped with a broken connection), any other command once its
+	// reply is queued. cmd is "read", "write", "flush", "trim" or
+	// "write_zeroes"; bytes the request's length; d the time from its
+	// admission (after a WRITE's payload has arrived, before the request
+	// waits for the payload budget) to its end; err the backend's error,
+	// nil on success. Requests answered without the backend (invalid,
+	// read-only, of length zero) are not observed. It is called
+	// concurrently, on the request's path: it must be cheap.
+	Observe func(export, cmd string, bytes uint32, d time.Duration, err error)
 
 	connIDs atomic.Uint64
 	// budgets are the exports' payload budgets (Export.MaxBuffered), made
@@ -130,7 +141,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	return newConn(nc, r, sess, s.limiter(sess.export), s.payloadTimeout(), log).serve(ctx)
+	c := newConn(nc, r, sess, s.limiter(sess.export), s.payloadTimeout(), log)
+	c.observe = s.Observe
+	return c.serve(ctx)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -162,13 +175,34 @@ func (s *Server) budget(e *Export) *inflight.Budget {
 	if s.budgets == nil {
 		s.budgets = make(map[*Export]*inflight.Budget)
 	}
-	size := e.MaxBuffered
-	if size <= 0 {
-		size = DefaultMaxBuffered
-	}
-	b := inflight.NewBudget(size)
+	b := inflight.NewBudget(maxBuffered(e))
 	s.budgets[e] = b
 	return b
+}
+
+func maxBuffered(e *Export) int64 {
+	if e.MaxBuffered <= 0 {
+		return DefaultMaxBuffered
+	}
+	return e.MaxBuffered
+}
+
+// Buffered reports the payload budget of the export named export (see
+// Export.MaxBuffered): the bytes its requests hold now and the budget's
+// size; ok is false if there is no such export. It is meant for metrics.
+func (s *Server) Buffered(export string) (inUse, size int64, ok bool) {
+	for _, e := range s.Exports {
+		if e != nil && e.Name == export {
+			s.budgetsMu.Lock()
+			b := s.budgets[e]
+			s.budgetsMu.Unlock()
+			if b == nil { // no connection yet
+				return 0, maxBuffered(e), true
+			}
+			return b.InUse(), b.Size(), true
+		}
+	}
+	return 0, 0, false
 }
 
 func (s *Server) maxInflight() int {

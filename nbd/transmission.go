@@ -43,6 +43,8 @@ type conn struct {
 	dirty atomic.Bool
 	hdr   [requestHeaderLen]byte
 	stats stats
+	// observe: see Server.Observe.
+	observe func(export, cmd string, bytes uint32, d time.Duration, err error)
 }
 
 type stats struct {
@@ -191,6 +193,10 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	if isWrite || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
 		payload = req.Length
 	}
+	var start time.Time
+	if c.observe != nil {
+		start = time.Now()
+	}
 	tokens, ok := c.limit.Acquire(ctx, payload)
 	if !ok {
 		// Dropped unanswered: the client was never told it was written.
@@ -214,7 +220,7 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 	c.inflight.Add(1)
 	go func() {
 		defer c.inflight.Done()
-		c.run(req, buf, block, seq, tokens)
+		c.run(req, buf, block, seq, tokens, start)
 	}()
 	return "", nil
 }

@@ -25,6 +25,9 @@ func TestBudgetNeverOvercommits(t *testing.T) {
 					return
 				}
 				now := inUse.Add(held)
+				if got := budget.InUse(); got > budget.Size() || got < held {
+					t.Errorf("InUse = %d while %d is held, in a budget of %d", got, held, budget.Size())
+				}
 				for p := peak.Load(); now > p && !peak.CompareAndSwap(p, now); p = peak.Load() {
 				}
 				inUse.Add(-held)
@@ -35,6 +38,9 @@ func TestBudgetNeverOvercommits(t *testing.T) {
 	wg.Wait()
 	if p := peak.Load(); p > 10<<20 {
 		t.Fatalf("%d bytes held at once in a budget of %d", p, 10<<20)
+	}
+	if got := budget.InUse(); got != 0 {
+		t.Fatalf("InUse = %d with nothing held", got)
 	}
 	if !budget.sem.TryAcquire(10 << 20) {
 		t.Fatal("budget not back to empty")
@@ -69,6 +75,9 @@ func TestLimiterBoundsAndCancel(t *testing.T) {
 	if budget := l.budgets[0]; budget.sem.TryAcquire(1) {
 		t.Fatal("an oversized request left room in the budget")
 	}
+	if got := l.budgets[0].InUse(); got != 8 {
+		t.Errorf("InUse = %d; want the whole budget, 8", got)
+	}
 	l.Release(held)
 	if !l.budgets[0].sem.TryAcquire(8) {
 		t.Fatal("budget not back to empty")
@@ -87,6 +96,9 @@ func TestLimiterShare(t *testing.T) {
 	for range 2 {
 		h, _ := a.Acquire(ctx, 2)
 		held = append(held, h)
+	}
+	if got := shared.InUse(); got != 4 {
+		t.Errorf("shared InUse = %d; want 4", got)
 	}
 	waiting := make(chan int64)
 	go func() { h, _ := a.Acquire(ctx, 2); waiting <- h }()
@@ -123,8 +135,8 @@ func TestLimiterCancelReleasesShare(t *testing.T) {
 	if _, ok := l.Acquire(ctx, 4); ok {
 		t.Fatal("Acquire succeeded with the shared budget taken")
 	}
-	if !share.sem.TryAcquire(4) {
-		t.Fatal("the cancelled request kept its share")
+	if !share.sem.TryAcquire(4) || share.InUse() != 0 || shared.InUse() != 4 {
+		t.Fatalf("the cancelled request kept its share (in use: share %d, shared %d)", share.InUse(), shared.InUse())
 	}
 	other.Release(h)
 }

@@ -2,6 +2,7 @@ package inflight
 
 import (
 	"context"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 )
@@ -21,6 +22,8 @@ const DefaultBudget = 8 << 20
 type Budget struct {
 	sem  *semaphore.Weighted
 	size int64
+	// used is what is held, for InUse: the semaphore does not say.
+	used atomic.Int64
 }
 
 // NewBudget returns a budget of size bytes.
@@ -30,6 +33,9 @@ func NewBudget(size int64) *Budget {
 
 // Size is the budget's capacity in bytes.
 func (b *Budget) Size() int64 { return b.size }
+
+// InUse is the bytes held now, for metrics: at most Size.
+func (b *Budget) InUse() int64 { return b.used.Load() }
 
 // weight is what a request of n bytes takes: a request larger than the
 // whole budget takes all of it rather than wait forever.
@@ -71,6 +77,7 @@ func (l *Limiter) Acquire(ctx context.Context, n uint32) (held int64, ok bool) {
 			l.release(held, i)
 			return 0, false
 		}
+		b.used.Add(b.weight(held))
 	}
 	return held, true
 }
@@ -82,6 +89,7 @@ func (l *Limiter) Release(held int64) { l.release(held, len(l.budgets)) }
 func (l *Limiter) release(held int64, taken int) {
 	if held > 0 {
 		for _, b := range l.budgets[:taken] {
+			b.used.Add(-b.weight(held))
 			b.sem.Release(b.weight(held))
 		}
 	}
