@@ -71,7 +71,7 @@ func (b *block) setKnown() { b.full, b.presumedAbsent, b.written = true, false, 
 func (d *Device) lookup(n int64) *block {
 	b := d.blocks[n]
 	if b == nil {
-		absent := !d.present.has(n)
+		absent := !d.mayExist(n)
 		b = &block{n: n, full: absent, presumedAbsent: absent && !d.cfg.Volatile}
 		d.blocks[n] = b
 	}

@@ -12,7 +12,6 @@ package blockmap
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -56,6 +55,11 @@ type Config struct {
 	// WriteDelay is how long a partially written block may stay dirty before
 	// it is read-modify-written to the store even without a FLUSH.
 	WriteDelay time.Duration
+	// ListInBackground opens the device once its geometry and mount
+	// marker are settled, and lists the store's blocks while it serves:
+	// a block not yet listed is fetched to find out (listing.go). Without
+	// it Open returns once the listing is complete.
+	ListInBackground bool
 
 	Log *slog.Logger
 }
@@ -93,6 +97,7 @@ type Device struct {
 	clean      list.List // evictable blocks, least recently used first
 	dirty      list.List // dirty blocks, oldest first
 	present    presence
+	listing    listing
 	memUsed    int64
 	work       *sync.Cond // signalled when queue grows or the device closes
 	queue      []*block   // blocks waiting for an upload worker
@@ -129,7 +134,8 @@ type Device struct {
 }
 
 // Open resolves the device geometry against what the store records (writing
-// it on first use), lists the blocks present, and starts the upload workers.
+// it on first use), lists the blocks present (or starts to, see
+// Config.ListInBackground), and starts the upload workers.
 func Open(ctx context.Context, cfg Config) (*Device, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: no store", ErrInvalidConfig)
@@ -214,11 +220,16 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	d.meta = blockMetadata(geo)
 	d.buffers = slab.New(int(geo.BlockSize), cfg.CacheSize)
 	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
-	if err := d.listPresent(ctx); err != nil {
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	if err := d.startListing(ctx); err != nil {
+		d.cancel()
+		d.workers.Wait()
 		return nil, err
 	}
-
-	d.ctx, d.cancel = context.WithCancel(context.Background())
+	if !cfg.ListInBackground {
+		d.log.Info("device opened", "size", bytesize.Format(geo.Size), "block_size", bytesize.Format(geo.BlockSize),
+			"blocks_present", d.present.count)
+	}
 	for range cfg.Parallel {
 		d.workers.Add(1)
 		go d.uploadWorker()
@@ -226,85 +237,6 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	d.workers.Add(1)
 	go d.writeDelayFlusher(d.ctx)
 	return d, nil
-}
-
-// listAttempts bounds the listings listPresent makes of a store that lists
-// keys out of order.
-const listAttempts = 3
-
-// listPresent fills the presence map from a listing of the store, and
-// checks that the first block found is one we can read (block 0 may be a
-// hole in a bucket s3backer encrypted).
-//
-// A block the listing misses reads as zeros, so a listing that breaks the
-// stores' promise of ascending keys is not trusted alone: a key damaged in
-// transit (plain HTTP, a broken proxy) both invents a block and hides the
-// real one. The store is listed again, keeping every block any listing
-// showed, until a listing comes back in order or listAttempts were made
-// (a store that never orders its listings, such as S3's directory
-// buckets, gets the union). A block listed wrongly as present costs a GET
-// that finds no object; one listed wrongly as absent is what must not
-// happen. Damage that keeps the order cannot be seen here; writes over such
-// a block are still safe (create-only PUTs, upload.go).
-func (d *Device) listPresent(ctx context.Context) error {
-	start := time.Now()
-	var count int64
-	var first string
-	for listing := 1; ; listing++ {
-		var last string
-		ordered := true
-		err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
-			if last != "" && info.Key <= last {
-				ordered = false
-			}
-			last = info.Key
-			n, ok := d.naming.Parse(info.Key)
-			if !ok {
-				return nil
-			}
-			if first == "" || info.Key < first {
-				first = info.Key
-			}
-			if n >= d.geo.Blocks() {
-				d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
-				return nil
-			}
-			if !d.present.has(n) {
-				d.present.set(n, true)
-				count++
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("listing blocks: %w", err)
-		}
-		if ordered {
-			break
-		}
-		if listing == listAttempts {
-			d.log.Warn("the store listed keys out of order in every listing; serving every block any of them showed", "listings", listing)
-			break
-		}
-		d.log.Warn("the store listed keys out of order; listing again, keeping every block seen", "listing", listing)
-	}
-	if first != "" {
-		a, err := d.store.Stat(ctx, first)
-		switch {
-		case errors.Is(err, objstore.ErrNotFound):
-			// Listed, but gone or never there (a damaged listing): its
-			// reads will find no object either.
-			d.log.Warn("the first block listed has no object; its encoding was not probed", "key", first)
-		case err != nil:
-			return fmt.Errorf("probing %s: %w", first, err)
-		default:
-			if err := checkEncoding(first, a); err != nil {
-				return err
-			}
-		}
-	}
-	d.log.Info("device opened", "size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
-		"blocks_present", count, "list_time", time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // Geometry returns the device's size and block size.

@@ -300,7 +300,7 @@ func (d *Device) discard(op string, off, n int64) error {
 // holeBlock makes block blk a hole; its object is deleted by the upload.
 func (d *Device) holeBlock(blk int64) {
 	b := d.lookup(blk)
-	if b.full && b.buf == nil && !b.busy() && !d.present.has(blk) {
+	if b.full && b.buf == nil && !b.busy() && !d.mayExist(blk) {
 		// Never written, or already deleted: nothing to do.
 		d.settle(b)
 		return
@@ -310,7 +310,7 @@ func (d *Device) holeBlock(blk int64) {
 	}
 	if d.cfg.Volatile {
 		// No upload deletes its object: the hole must not read it again.
-		d.present.set(blk, false)
+		d.learn(blk, false)
 	}
 	b.setKnown()
 	d.markDirty(b)

@@ -45,7 +45,7 @@ func (d *Device) load(b *block) error {
 		}
 		return nil
 	}
-	d.present.set(b.n, !absent)
+	d.learn(b.n, !absent)
 	switch {
 	case b.buf == nil:
 		if data != nil {

@@ -28,7 +28,7 @@ func (d *Device) noteRead(first, last int64) {
 // prefetch starts a background fetch of block blk if it is stored, not
 // cached, and fits in the cache without waiting. Called with d.mu held.
 func (d *Device) prefetch(blk int64) {
-	if !d.present.has(blk) || d.prefetches >= d.cfg.Parallel {
+	if !d.mayExist(blk) || d.prefetches >= d.cfg.Parallel {
 		return
 	}
 	if b := d.blocks[blk]; b != nil && (b.full || b.loading) {

@@ -13,6 +13,10 @@ type Stats struct {
 
 	// Gauges at the time of the call.
 	BlocksPresent int64 // objects in the store, as far as the device knows
+	// ListedKeys is how many keys the listing has seen so far, and
+	// Listing whether it is still under way (Config.ListInBackground).
+	ListedKeys int64
+	Listing    bool
 	CacheBytes    int64
 	DirtyBlocks   int64
 	UploadQueue   int64
@@ -33,6 +37,7 @@ func (d *Device) Stats() Stats {
 	s.UploadQueue = int64(len(d.queue))
 	s.CachedBlocks = int64(len(d.blocks))
 	s.BlocksPresent = d.present.count
+	s.ListedKeys, s.Listing = d.listing.keys, !d.listing.done
 	s.BufferBytes, s.BufferPeakBytes = d.buffers.Usage()
 	return s
 }

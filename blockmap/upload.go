@@ -148,7 +148,7 @@ func (d *Device) send(b *block, absentSeen bool) (again bool, err error) {
 	unsure := createOnly && objstore.IsTransient(err)
 	switch {
 	case exists:
-		d.present.set(b.n, true)
+		d.learn(b.n, true)
 	case unsure:
 		d.log.Warn("create-only block PUT failed; reading the block back before trying again", "block", b.n, "key", key, "err", err)
 	}
@@ -164,7 +164,7 @@ func (d *Device) send(b *block, absentSeen bool) (again bool, err error) {
 		d.uploadFailed(b, attempt, fmt.Errorf("writing block %d (%s): %w (%w)", b.n, key, errIO, err))
 		return false, err
 	}
-	d.present.set(b.n, !zero)
+	d.learn(b.n, !zero)
 	if zero {
 		d.stats.Deletes++
 	} else {
