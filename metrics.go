@@ -73,6 +73,8 @@ var metrics = []metric{
 	{"objbacker_cache_hits_total", "counter", "Block reads served from the cache.", func(e *openedExport) int64 { return e.device.Stats().CacheHits }},
 	{"objbacker_cache_misses_total", "counter", "Block reads that waited for the store.", func(e *openedExport) int64 { return e.device.Stats().CacheMisses }},
 	{"objbacker_read_ahead_total", "counter", "Blocks fetched ahead of sequential readers.", func(e *openedExport) int64 { return e.device.Stats().ReadAheads }},
+	{"objbacker_read_ahead_hits_total", "counter", "Blocks read ahead that a read then used.", func(e *openedExport) int64 { return e.device.Stats().ReadAheadHits }},
+	{"objbacker_read_ahead_wasted_total", "counter", "Blocks read ahead that were evicted unused.", func(e *openedExport) int64 { return e.device.Stats().ReadAheadWasted }},
 	{"objbacker_upload_errors_total", "counter", "Block uploads that failed after retries.", func(e *openedExport) int64 { return e.device.Stats().UploadErrors }},
 	{"objbacker_writer_stalls_total", "counter", "Times a request waited for dirty blocks to drain.", func(e *openedExport) int64 { return e.device.Stats().Stalls }},
 	{"objbacker_cache_bytes", "gauge", "Memory counted against the cache size.", func(e *openedExport) int64 { return e.device.Stats().CacheBytes }},

@@ -5,11 +5,15 @@ type Stats struct {
 	ReadOps, WriteOps, TrimOps, FlushOps int64
 	BytesRead, BytesWritten              int64
 	CacheHits, CacheMisses               int64
-	ReadAheads                           int64
+	ReadAheads                           int64 // blocks read ahead
 	Puts, Deletes                        int64 // block uploads that succeeded
 	ReadErrors, UploadErrors             int64
 	Evictions                            int64
 	Stalls                               int64 // waits for dirty blocks to drain
+
+	// ReadAheadHits counts the blocks read ahead that a read then used,
+	// ReadAheadWasted those evicted unused.
+	ReadAheadHits, ReadAheadWasted int64
 
 	// Gauges at the time of the call.
 	BlocksPresent int64 // objects in the store, as far as the device knows
