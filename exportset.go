@@ -39,7 +39,7 @@ func exportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "block-size", Usage: "block (object) `SIZE`, a power of two from 4K to 64M; default 1M for a new bucket", EnvVars: []string{"OBJBACKER_BLOCK_SIZE"}},
 		&cli.StringFlag{Name: "cache-size", Value: "256M", Usage: "memory `SIZE` for cached and dirty blocks, per export (a mem:// export keeps every block)", EnvVars: []string{"OBJBACKER_CACHE_SIZE"}},
 		&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "store requests in flight per export (serve also gives each export 2 x N MiB of its cache for NBD requests in flight)", EnvVars: []string{"OBJBACKER_PARALLEL"}},
-		&cli.IntFlag{Name: "read-ahead", Value: blockmap.DefaultReadAhead, Usage: "blocks fetched ahead of a sequential reader (0: default, -1: off)", EnvVars: []string{"OBJBACKER_READ_AHEAD"}},
+		&cli.IntFlag{Name: "read-ahead", Usage: "largest read-ahead window, in blocks, that a sequential reader's grows to, at most a quarter of the cache (0: --parallel, -1: off)", EnvVars: []string{"OBJBACKER_READ_AHEAD"}},
 		&cli.DurationFlag{Name: "write-delay", Value: blockmap.DefaultWriteDelay, Usage: "longest time a partly written block waits for more writes before it is uploaded", EnvVars: []string{"OBJBACKER_WRITE_DELAY"}},
 		&cli.BoolFlag{Name: "read-only", Usage: "refuse writes, trims and zeroes", EnvVars: []string{"OBJBACKER_READ_ONLY"}},
 		&cli.BoolFlag{Name: "create-dir", Usage: "create the directory of a file:// export if it does not exist (the default export's always is)", EnvVars: []string{"OBJBACKER_CREATE_DIR"}},

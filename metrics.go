@@ -219,6 +219,8 @@ var exportMetrics = []exportMetric{
 	{"objbacker_cache_hits_total", counter, "Block reads served from the cache.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.CacheHits }},
 	{"objbacker_cache_misses_total", counter, "Block reads that waited for the store.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.CacheMisses }},
 	{"objbacker_read_ahead_total", counter, "Blocks fetched ahead of sequential readers.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.ReadAheads }},
+	{"objbacker_read_ahead_hits_total", counter, "Blocks read ahead that a read then used.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.ReadAheadHits }},
+	{"objbacker_read_ahead_wasted_total", counter, "Blocks read ahead that were evicted unused.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.ReadAheadWasted }},
 	{"objbacker_upload_errors_total", counter, "Block uploads that failed after retries.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.UploadErrors }},
 	{"objbacker_writer_stalls_total", counter, "Times a request waited for dirty blocks to drain.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.Stalls }},
 	{"objbacker_cache_bytes", gauge, "Memory counted against the cache size.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.CacheBytes }},

@@ -38,6 +38,10 @@ type block struct {
 	// a block's worth means a writer went through the whole block.
 	sinceUpload int64
 
+	// ahead marks a block read ahead that no read or write has used yet,
+	// counted in Device.aheadHeld (readahead.go).
+	ahead bool
+
 	loading   bool
 	uploading bool
 	queued    bool

@@ -50,7 +50,9 @@ type Config struct {
 	Volatile bool
 	// Parallel bounds the store requests in flight.
 	Parallel int
-	// ReadAhead is how many blocks a sequential reader fetches ahead.
+	// ReadAhead is the largest read-ahead window, in blocks, that a
+	// sequential reader's grows to (readahead.go): 0 is Parallel, -1 is
+	// off. A window is at most a quarter of the cache.
 	ReadAhead int
 	// WriteDelay is how long a partially written block may stay dirty before
 	// it is read-modify-written to the store even without a FLUSH.
@@ -68,7 +70,6 @@ type Config struct {
 const (
 	DefaultCacheSize  = 256 << 20
 	DefaultParallel   = 16
-	DefaultReadAhead  = 4
 	DefaultWriteDelay = 2 * time.Second
 )
 
@@ -101,9 +102,18 @@ type Device struct {
 	memUsed    int64
 	work       *sync.Cond // signalled when queue grows or the device closes
 	queue      []*block   // blocks waiting for an upload worker
-	recent     [8]int64   // recently read block numbers, for sequential detection
-	recentNext int
-	prefetches int
+	prefetches int        // a multi-block read's fetches not yet begun
+
+	// streams are the sequential readers' read-ahead (readahead.go), up to
+	// maxWindow blocks a window. aheadFetches counts the read-ahead fetches
+	// in flight, aheadHeld those and the blocks they brought in that no
+	// read or write has used yet, up to aheadCap.
+	streams             [streamSlots]stream
+	readClock           uint64
+	maxWindow, aheadCap int64
+	aheadFetches        int
+	aheadHeld           int64
+
 	// busy counts the operations and read-ahead fetches under way, which
 	// may touch block buffers: Close releases the buffers once it is 0.
 	busy int
@@ -151,11 +161,6 @@ func Open(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = DefaultParallel
-	}
-	if cfg.ReadAhead < 0 {
-		cfg.ReadAhead = 0
-	} else if cfg.ReadAhead == 0 {
-		cfg.ReadAhead = DefaultReadAhead
 	}
 	if cfg.WriteDelay <= 0 {
 		cfg.WriteDelay = DefaultWriteDelay
@@ -214,9 +219,8 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	d.changed = sync.NewCond(&d.mu)
 	d.work = sync.NewCond(&d.mu)
-	for i := range d.recent {
-		d.recent[i] = -2 // no block: a first read of block 0 is not a sequel
-	}
+	d.maxWindow = resolveReadAhead(cfg, geo.BlockSize)
+	d.aheadCap = cfg.CacheSize / geo.BlockSize / 2
 	d.meta = blockMetadata(geo)
 	d.buffers = slab.New(int(geo.BlockSize), cfg.CacheSize)
 	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
@@ -228,7 +232,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	}
 	if !cfg.ListInBackground {
 		d.log.Info("device opened", "size", bytesize.Format(geo.Size), "block_size", bytesize.Format(geo.BlockSize),
-			"blocks_present", d.present.count)
+			"blocks_present", d.present.count, "read_ahead", d.maxWindow)
 	}
 	for range cfg.Parallel {
 		d.workers.Add(1)

@@ -59,7 +59,7 @@ func (d *Device) startRead(off, n int64) (first, last int64) {
 	first, last = off/d.geo.BlockSize, (off+n-1)/d.geo.BlockSize
 	d.stats.ReadOps++
 	for blk := first + 1; blk <= last; blk++ {
-		d.prefetch(blk)
+		d.prefetch(blk, false)
 	}
 	return first, last
 }
@@ -123,6 +123,9 @@ func (d *Device) resident(blk, in, l int64) (*block, error) {
 			d.stats.CacheMisses++
 		} else {
 			d.stats.CacheHits++
+		}
+		if d.aheadDone(b) {
+			d.stats.ReadAheadHits++
 		}
 		d.touch(b)
 		d.settle(b)
@@ -263,6 +266,7 @@ func (d *Device) writeBlock(blk, in, l int64, data []byte) (target, error) {
 }
 
 func (d *Device) markDirty(b *block) {
+	d.aheadDone(b) // written before it was read: neither used nor wasted
 	b.version++
 	if d.cfg.Volatile {
 		// As durable as this device gets.

@@ -52,6 +52,9 @@ func (d *Device) roomLeaving(reserve int64, keep *block) bool {
 			return false
 		}
 		b := e.Value.(*block)
+		if d.aheadDone(b) {
+			d.stats.ReadAheadWasted++
+		}
 		d.unlist(b)
 		d.letGo(b)
 		delete(d.blocks, b.n)

@@ -534,13 +534,10 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 	r.cfg = Config{Store: r.store, Geometry: g,
 		CacheSize: (4 + rng.Int64N(5)) * bs,
 		Parallel:  2 + rng.IntN(3),
-		ReadAhead: rng.IntN(5) - 1, // 0 would mean the default
+		ReadAhead: rng.IntN(6) - 1, // -1 off, 0 the default
 		// Mostly no write delay, so that only FLUSH and full blocks
 		// upload; sometimes a short one, so that partial blocks do too.
 		WriteDelay: time.Hour,
-	}
-	if r.cfg.ReadAhead == 0 {
-		r.cfg.ReadAhead = 2
 	}
 	if rng.IntN(3) == 0 {
 		r.cfg.WriteDelay = time.Duration(5+rng.IntN(50)) * time.Millisecond

@@ -14,6 +14,6 @@ func TestParseAndFormat(t *testing.T) {
 		}
 	}
 	if Format(16<<30) != "16G" || Format(1536<<20) != "1536M" || Format(1000) != "1000" {
-		t.Error("FormatSize")
+		t.Error("Format")
 	}
 }
