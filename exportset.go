@@ -91,6 +91,9 @@ func openExports(ctx context.Context, c *cli.Context, log *slog.Logger, payloads
 		ReadAhead:  c.Int("read-ahead"),
 		WriteDelay: c.Duration("write-delay"),
 		Force:      c.Bool("force"),
+		// Serve as soon as the geometry and the mount marker are
+		// settled: a bucket of 10^8 blocks takes hours to list.
+		ListInBackground: true,
 	}
 	if implicit {
 		cfg.DefaultSize = defaultSize

@@ -58,10 +58,20 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 func (d *Device) startRead(off, n int64) (first, last int64) {
 	first, last = off/d.geo.BlockSize, (off+n-1)/d.geo.BlockSize
 	d.stats.ReadOps++
-	for blk := first + 1; blk <= last; blk++ {
+	for blk := first + 1; blk <= min(last, first+d.spanAhead()); blk++ {
 		d.prefetch(blk, false)
 	}
 	return first, last
+}
+
+// spanAhead is how many blocks past the one it copies a long read keeps
+// fetching: half the cache, so that they are not evicted before it gets
+// to them (fetched again, they cost a second GET each).
+func (d *Device) spanAhead() int64 {
+	if d.cfg.Volatile {
+		return d.geo.Blocks()
+	}
+	return max(1, d.cfg.CacheSize/d.geo.BlockSize/2)
 }
 
 // endRead records a read that succeeded, for read-ahead and the stats.
@@ -70,10 +80,25 @@ func (d *Device) endRead(first, last, n int64) {
 	d.stats.BytesRead += n
 }
 
-// copyOut copies the device's bytes at off into p.
+// copyOut copies the device's bytes at off into p. A read longer than the
+// blocks it fetches ahead is a stream through the cache: each block it has
+// copied goes to the front of the eviction order, so that the blocks
+// fetched for it and not yet copied are not evicted first (and fetched
+// again), as the kernel drops behind a large read.
 func (d *Device) copyOut(p []byte, off int64) error {
+	first, last := off/d.geo.BlockSize, (off+int64(len(p))-1)/d.geo.BlockSize
+	stream := last-first > d.spanAhead()
 	return d.span(off, int64(len(p)), func(blk, in, at, l int64) error {
-		return d.readBlock(blk, in, p[at:at+l])
+		if next := blk + d.spanAhead(); next <= last {
+			d.prefetch(next, false)
+		}
+		if err := d.readBlock(blk, in, p[at:at+l]); err != nil {
+			return err
+		}
+		if b := d.blocks[blk]; stream && b != nil && b.elem != nil && !b.inDirty && !b.busy() {
+			d.clean.MoveToFront(b.elem)
+		}
+		return nil
 	})
 }
 

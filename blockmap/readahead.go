@@ -149,6 +149,11 @@ func (d *Device) prefetch(blk int64, ahead bool) bool {
 		d.prefetches++
 	}
 	d.busy++
+	// The block is taken now: if a reader gets to it first, loads it and
+	// it is evicted before this goroutine runs, the goroutine finds
+	// another block in the map and leaves it be, rather than fetch again
+	// a block that was just read (seen with a read larger than the cache).
+	taken := d.lookup(blk)
 	go func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -156,7 +161,14 @@ func (d *Device) prefetch(blk int64, ahead bool) bool {
 		if !ahead {
 			d.prefetches--
 		}
-		b := d.lookup(blk)
+		b := d.blocks[blk]
+		if b != taken {
+			if ahead {
+				d.aheadFetches--
+				d.aheadHeld--
+			}
+			return
+		}
 		loaded := false
 		if !b.full && !b.loading && d.checkOpen() == nil && (b.buf != nil || d.roomFor()) {
 			err := d.load(b)

@@ -1,0 +1,259 @@
+package blockmap
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/objbacker/objbacker/objstore"
+	"github.com/objbacker/objbacker/objstore/memstore"
+)
+
+// syntheticBucket is a bucket of many small blocks that costs no memory:
+// block n holds synthBlock(n) when n%3 != 0 and is a hole otherwise, until
+// the device writes or deletes it, which an overlay remembers. Listings
+// are generated in key order, a page of 1000 keys at a time, each page
+// after pageDelay; a listing of a prefix in gated waits for the gate.
+type syntheticBucket struct {
+	objstore.Store // the overlay: the device's own writes, and its records
+	blocks         int64
+	bs             int
+	pageDelay      time.Duration
+	gated          map[string]bool
+	gate           chan struct{}
+
+	mu      sync.Mutex
+	deleted map[string]bool
+	pages   atomic.Int64
+}
+
+func synthBlock(n int64, bs int) []byte { return pattern(bs, uint64(n)+1000) }
+
+func (s *syntheticBucket) base(key string) (int64, bool) {
+	if len(key) != 8 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(key, 16, 64)
+	if err != nil || n >= s.blocks || n%3 == 0 {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return n, !s.deleted[key]
+}
+
+func (s *syntheticBucket) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, objstore.Attrs, error) {
+	rc, a, err := s.Store.Get(ctx, key, off, n)
+	if !errors.Is(err, objstore.ErrNotFound) {
+		return rc, a, err
+	}
+	blk, ok := s.base(key)
+	if !ok {
+		return rc, a, err
+	}
+	data := synthBlock(blk, s.bs)[off:]
+	if n >= 0 {
+		data = data[:n]
+	}
+	return io.NopCloser(bytes.NewReader(data)), objstore.Attrs{Size: int64(s.bs), ContentType: BlockContentType}, nil
+}
+
+func (s *syntheticBucket) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
+	a, err := s.Store.Stat(ctx, key)
+	if _, ok := s.base(key); err != nil && ok {
+		return objstore.Attrs{Size: int64(s.bs), ContentType: BlockContentType}, nil
+	}
+	return a, err
+}
+
+func (s *syntheticBucket) Put(ctx context.Context, key string, data []byte, opts objstore.PutOptions) (objstore.Attrs, error) {
+	if _, ok := s.base(key); ok && opts.IfNoneMatch {
+		return objstore.Attrs{}, fmt.Errorf("put %s: %w", key, objstore.ErrPreconditionFailed)
+	}
+	return s.Store.Put(ctx, key, data, opts)
+}
+
+func (s *syntheticBucket) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	s.deleted[key] = true
+	s.mu.Unlock()
+	return s.Store.Delete(ctx, key)
+}
+
+// List merges the synthetic keys under prefix with the overlay's.
+func (s *syntheticBucket) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	if s.gated[prefix] {
+		select {
+		case <-s.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var own []string
+	if err := s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+		own = append(own, info.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	lo, hi := int64(0), s.blocks
+	if prefix != "" {
+		v, err := strconv.ParseInt(prefix, 16, 64)
+		if err != nil {
+			return err
+		}
+		shift := 4 * (8 - len(prefix))
+		lo, hi = v<<shift, min((v+1)<<shift, s.blocks)
+	}
+	delivered := 0
+	emit := func(key string) error {
+		if delivered%1000 == 0 {
+			s.pages.Add(1)
+			select {
+			case <-time.After(s.pageDelay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		delivered++
+		return fn(objstore.ObjectInfo{Key: key, Size: int64(s.bs)})
+	}
+	for n := lo; n < hi; n++ {
+		key := fmt.Sprintf("%08x", n)
+		for len(own) > 0 && own[0] < key {
+			if err := emit(own[0]); err != nil {
+				return err
+			}
+			own = own[1:]
+		}
+		if len(own) > 0 && own[0] == key {
+			continue // the overlay's object comes next
+		}
+		if _, ok := s.base(key); ok {
+			if err := emit(key); err != nil {
+				return err
+			}
+		}
+	}
+	for _, key := range own {
+		if err := emit(key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A device over a bucket of 120,000 blocks serves at once while its
+// listing runs: written blocks read back, holes read as zeros, and reads,
+// partial writes and trims of blocks not yet listed are right; once the
+// listing is done the presence map holds every block, and what the device
+// did meanwhile.
+func TestServesWhileListing(t *testing.T) {
+	const bs = 4096
+	g := Geometry{Size: 120000 * bs, BlockSize: bs}
+	store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, pageDelay: time.Millisecond,
+		gate: make(chan struct{}), deleted: map[string]bool{}}
+	// Written once by a first device (the geometry), then the ranges of
+	// blocks 65536 and up wait until the test lets them go.
+	first, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// 120,000 blocks make 30 ranges of 4096 (prefixes of 5 hex digits):
+	// those from block 69632 (0x11000) on wait.
+	store.gated = map[string]bool{}
+	for i := 0x11; i <= 0x1d; i++ {
+		store.gated[fmt.Sprintf("%05x", i)] = true
+	}
+
+	begin := time.Now()
+	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, ReadAhead: -1,
+		WriteDelay: time.Hour, ListInBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	read := func(n int64) []byte {
+		t.Helper()
+		p := make([]byte, bs)
+		if _, err := d.ReadAt(p, n*bs); err != nil {
+			t.Fatalf("block %d: %v", n, err)
+		}
+		return p
+	}
+	expect := func(n int64, want []byte, what string) {
+		t.Helper()
+		if got := read(n); !bytes.Equal(got, want) {
+			t.Fatalf("block %d (%s) reads %d zero bytes of %d, or other bytes", n, what, bytes.Count(got, []byte{0}), bs)
+		}
+	}
+	zeros := make([]byte, bs)
+	expect(1, synthBlock(1, bs), "stored")
+	if took := time.Since(begin); took > time.Second {
+		t.Errorf("the first read was served %v after the start, want under 1 s", took)
+	}
+	if !d.Stats().Listing {
+		t.Fatal("the listing is over; the test wants it running")
+	}
+	// Not yet listed (gated): a stored block, a hole, and changes to them.
+	const stored, hole, patched, created, trimmed = 70001, 70002, 70003, 70005, 70004
+	stock := func(n int64) []byte {
+		if n%3 == 0 {
+			return zeros
+		}
+		return synthBlock(n, bs)
+	}
+	expect(stored, stock(stored), "stored, not yet listed")
+	expect(hole, zeros, "a hole, not yet listed")
+	if _, err := d.WriteAt(pattern(512, 7), patched*bs+1024); err != nil {
+		t.Fatal(err)
+	}
+	merged := stock(patched)
+	copy(merged[1024:], pattern(512, 7))
+	if _, err := d.WriteAt(pattern(512, 8), created*bs+512); err != nil {
+		t.Fatal(err)
+	}
+	made := make([]byte, bs)
+	copy(made[512:], pattern(512, 8))
+	if err := d.Trim(trimmed*bs, bs); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Stats().Listing {
+		t.Fatal("the listing is over; the test wants it running")
+	}
+	expect(patched, merged, "partly written, not yet listed")
+	expect(created, made, "a hole partly written")
+	expect(trimmed, zeros, "trimmed, not yet listed")
+
+	close(store.gate)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := d.WaitListed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := d.Stats()
+	// Two of three blocks are stored, less the trimmed one, plus the one
+	// created.
+	if want := int64(80000 - 1 + 1); st.BlocksPresent != want || st.Listing {
+		t.Errorf("after the listing: %d blocks present, listing %v; want %d, false", st.BlocksPresent, st.Listing, want)
+	}
+	for _, n := range []int64{1, 2, 3, 65537, stored, hole, 119999} {
+		expect(n, stock(n), "after the listing")
+	}
+	expect(patched, merged, "partly written, after the listing")
+	expect(created, made, "created, after the listing")
+	expect(trimmed, zeros, "trimmed, after the listing")
+}
