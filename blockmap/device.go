@@ -253,7 +253,7 @@ func (d *Device) listPresent(ctx context.Context) error {
 	for listing := 1; ; listing++ {
 		var last string
 		ordered := true
-		err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
+		err := d.store.List(ctx, "", "", func(info objstore.ObjectInfo) error {
 			if last != "" && info.Key <= last {
 				ordered = false
 			}
