@@ -80,7 +80,7 @@ func erase(c *cli.Context) (err error) {
 	// Both namings are erased: a bucket may hold either, and a key of one
 	// form never parses as the other.
 	var keys []string
-	err = store.List(c.Context, "", func(o objstore.ObjectInfo) error {
+	err = store.List(c.Context, "", "", func(o objstore.ObjectInfo) error {
 		_, plain := blockmap.Naming{}.Parse(o.Key)
 		_, hashed := blockmap.Naming{HashPrefix: true}.Parse(o.Key)
 		if plain || hashed {

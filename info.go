@@ -54,7 +54,7 @@ func info(c *cli.Context) error {
 	}
 	var blocks, bytes, other int64
 	start := time.Now()
-	err = store.List(c.Context, "", func(o objstore.ObjectInfo) error {
+	err = store.List(c.Context, "", "", func(o objstore.ObjectInfo) error {
 		if _, isBlock := f.Naming.Parse(o.Key); isBlock {
 			blocks++
 			bytes += o.Size

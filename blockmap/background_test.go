@@ -88,7 +88,7 @@ func (s *syntheticBucket) Delete(ctx context.Context, key string) error {
 }
 
 // List merges the synthetic keys under prefix with the overlay's.
-func (s *syntheticBucket) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+func (s *syntheticBucket) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	if s.gated[prefix] {
 		select {
 		case <-s.gate:
@@ -97,7 +97,7 @@ func (s *syntheticBucket) List(ctx context.Context, prefix string, fn func(objst
 		}
 	}
 	var own []string
-	if err := s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+	if err := s.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		own = append(own, info.Key)
 		return nil
 	}); err != nil {
@@ -114,6 +114,9 @@ func (s *syntheticBucket) List(ctx context.Context, prefix string, fn func(objst
 	}
 	delivered := 0
 	emit := func(key string) error {
+		if key <= startAfter {
+			return nil
+		}
 		if delivered%1000 == 0 {
 			s.pages.Add(1)
 			select {

@@ -135,7 +135,7 @@ var errFirstFound = errors.New("first block found")
 
 func (d *Device) probeFirstBlock(ctx context.Context) error {
 	var first string
-	err := d.store.List(ctx, "", func(info objstore.ObjectInfo) error {
+	err := d.store.List(ctx, "", "", func(info objstore.ObjectInfo) error {
 		if _, ok := d.naming.Parse(info.Key); ok {
 			first = info.Key
 			return errFirstFound
@@ -282,7 +282,7 @@ func (d *Device) listPage(ctx context.Context, prefix string) (ordered bool, err
 		d.mu.Unlock()
 		batch, keys = batch[:0], 0
 	}
-	err = d.store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+	err = d.store.List(ctx, prefix, "", func(info objstore.ObjectInfo) error {
 		if last != "" && info.Key <= last {
 			ordered = false
 		}

@@ -21,14 +21,14 @@ type damagedListing struct {
 	listings int
 }
 
-func (s *damagedListing) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+func (s *damagedListing) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	s.listings++
 	if s.invented != "" {
 		if err := fn(objstore.ObjectInfo{Key: s.invented}); err != nil {
 			return err
 		}
 	}
-	return s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+	return s.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		if s.listings == 1 && info.Key == s.from {
 			info.Key = s.to
 		}

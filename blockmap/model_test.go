@@ -709,7 +709,7 @@ func (r *modelRound) verify(e int, closeErr error) bool {
 	// Each block object is the block's bytes, and not all zeros: an upload
 	// deletes a zero block's object rather than storing zeros.
 	stored := make(map[int64]bool)
-	err = r.mem.List(ctx, "", func(info objstore.ObjectInfo) error {
+	err = r.mem.List(ctx, "", "", func(info objstore.ObjectInfo) error {
 		n, ok := ParseBlockKey(info.Key)
 		if !ok {
 			if info.Key != DescriptorKey && info.Key != MountMarkerKey {

@@ -125,7 +125,7 @@ type stalledList struct {
 	listing chan struct{}
 }
 
-func (s stalledList) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+func (s stalledList) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	close(s.listing)
 	<-ctx.Done()
 	return ctx.Err()

@@ -26,8 +26,8 @@ type unlisted struct {
 	puts        atomic.Int64 // PUTs of key
 }
 
-func (s *unlisted) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	return s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+func (s *unlisted) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		if info.Key == s.key {
 			return nil
 		}
@@ -261,8 +261,8 @@ func TestCreateOnlyPutRetried(t *testing.T) {
 // block absent while each has an object.
 type hiddenBlocks struct{ objstore.Store }
 
-func (s hiddenBlocks) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	return s.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+func (s hiddenBlocks) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	return s.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		if len(info.Key) == 8 {
 			return nil
 		}

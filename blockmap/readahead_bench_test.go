@@ -83,7 +83,7 @@ type frozenObject struct {
 
 func newLatencyStore(b testing.TB, s objstore.Store, delay time.Duration) *latencyStore {
 	l := &latencyStore{Store: s, delay: delay, objects: make(map[string]frozenObject)}
-	err := s.List(b.Context(), "", func(info objstore.ObjectInfo) error {
+	err := s.List(b.Context(), "", "", func(info objstore.ObjectInfo) error {
 		rc, attrs, err := s.Get(b.Context(), info.Key, 0, -1)
 		if err != nil {
 			return err

@@ -128,10 +128,10 @@ func (s *counting) Stat(ctx context.Context, key string) (Attrs, error) {
 	return a, s.done(OpStat, start, err)
 }
 
-func (s *counting) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+func (s *counting) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	s.c.Lists.Add(1)
 	start := s.start()
-	return s.done(OpList, start, s.next.List(ctx, prefix, fn))
+	return s.done(OpList, start, s.next.List(ctx, prefix, startAfter, fn))
 }
 
 func (s *counting) Close() error { return s.next.Close() }

@@ -134,13 +134,14 @@ func (l *latency) Stat(ctx context.Context, key string) (Attrs, error) {
 }
 
 // List waits once per page of listPage keys: before the first, and before
-// each key that starts a further page.
-func (l *latency) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+// each key that starts a further page. A listing that starts after a key
+// pays for its first page like any other.
+func (l *latency) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	if err := wait(ctx, l.delay(), "list", prefix); err != nil {
 		return err
 	}
 	delivered := 0
-	return l.next.List(ctx, prefix, func(info ObjectInfo) error {
+	return l.next.List(ctx, prefix, startAfter, func(info ObjectInfo) error {
 		if delivered > 0 && delivered%listPage == 0 {
 			if err := wait(ctx, l.delay(), "list", prefix); err != nil {
 				return err

@@ -59,7 +59,7 @@ func TestLatencyWaits(t *testing.T) {
 		"Stat":          func() error { _, err := s.Stat(ctx, "k"); return err },
 		"Delete":        func() error { return s.Delete(ctx, "p") },
 		"DeleteIfMatch": func() error { return s.DeleteIfMatch(ctx, "gone", "etag") },
-		"List":          func() error { return s.List(ctx, "", func(objstore.ObjectInfo) error { return nil }) },
+		"List":          func() error { return s.List(ctx, "", "", func(objstore.ObjectInfo) error { return nil }) },
 	} {
 		var err error
 		if d := since(func() { err = call() }); d < lat {
@@ -134,7 +134,7 @@ func TestLatencyCancel(t *testing.T) {
 		"Delete":        func(ctx context.Context) error { return s.Delete(ctx, "k") },
 		"DeleteIfMatch": func(ctx context.Context) error { return s.DeleteIfMatch(ctx, "k", "etag") },
 		"List": func(ctx context.Context) error {
-			return s.List(ctx, "", func(objstore.ObjectInfo) error { return nil })
+			return s.List(ctx, "", "", func(objstore.ObjectInfo) error { return nil })
 		},
 	} {
 		ctx, cancel := context.WithCancel(t.Context())

@@ -40,8 +40,13 @@ func (p *prefixed) Stat(ctx context.Context, key string) (Attrs, error) {
 	return p.next.Stat(ctx, p.prefix+key)
 }
 
-func (p *prefixed) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	return p.next.List(ctx, p.prefix+prefix, func(info ObjectInfo) error {
+// List starts after p.prefix+startAfter, the same point among the keys under
+// p.prefix; "" stays "" so that a listing from the start stays one.
+func (p *prefixed) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	if startAfter != "" {
+		startAfter = p.prefix + startAfter
+	}
+	return p.next.List(ctx, p.prefix+prefix, startAfter, func(info ObjectInfo) error {
 		info.Key = strings.TrimPrefix(info.Key, p.prefix)
 		return fn(info)
 	})

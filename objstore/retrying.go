@@ -50,9 +50,11 @@ func (p RetryPolicy) backoff(retry int) time.Duration {
 // ErrNotFound and ErrPreconditionFailed among them, return at once, and so
 // does a done context, with its error wrapping the last failure's message.
 //
-// A listing retried part-way skips the keys it delivered, except after the
-// store listed keys out of order: then it starts over, and its callback may
-// see a key twice, so it must be idempotent.
+// A listing retried part-way resumes after the last key it delivered,
+// except after the store listed keys out of order: then it starts over, and
+// its callback may see a key twice, so it must be idempotent. Its attempts
+// are counted per failure streak: a listing that delivers keys between
+// failures never runs out of them (see List).
 //
 // Conditional puts are never retried: if the first attempt succeeded but its
 // answer was lost, the retry would fail its condition against its own write
@@ -290,44 +292,41 @@ func (r *retrying) Stat(ctx context.Context, key string) (Attrs, error) {
 	return a, err
 }
 
-// errCallback stands in for fn's error inside do, so that an error from the
-// caller's callback is never mistaken for the store's and retried.
+// errCallback stands in for fn's error inside the store's List, so that an
+// error from the caller's callback is never mistaken for the store's and
+// retried.
 var errCallback = errors.New("list callback failed")
 
 // List delivers every key the store lists, in the store's order. After a
-// transient failure part-way it lists again and skips what the earlier
-// attempts delivered, which it can tell only while every key delivered was
-// strictly ascending, as stores promise: then the keys the store lists
-// again, in order, up to the last one delivered are the ones delivered, and
-// every key after that point is new, whatever its order. A listing seen
-// out of order (a misbehaving S3-compatible server or proxy, a key damaged
-// on plain HTTP) is logged, and a retry after it starts over without
-// skipping anything, so fn may see a key twice and must be idempotent. A
-// key that was not delivered is never skipped: one out-of-order key must not
-// hide the keys after it.
-func (r *retrying) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+// transient failure part-way it lists again from where it broke off,
+// starting after the last key delivered, so that a failed page costs that
+// page again and not the whole listing. It can tell where it broke off only
+// while every key delivered was strictly ascending, as stores promise. A
+// listing seen out of order (a misbehaving S3-compatible server or proxy, a
+// key damaged on plain HTTP) is logged, and a retry after it starts over
+// from the caller's startAfter, so fn may see a key twice and must be
+// idempotent: starting after the highest key seen could skip keys never
+// delivered, and starting after the last one could too.
+//
+// The policy's Attempts bounds the calls of one failure streak, not of the
+// whole listing: a call that delivered a key before it failed starts a new
+// streak, as its first call, so that a long listing that keeps moving is
+// not given up for failures spread over its length, while one that fails
+// again and again at the same point is, after Attempts calls in a row.
+func (r *retrying) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	var (
 		last      string // the last key delivered
 		delivered bool   // whether any key has been
 		ascending = true // whether every delivered key came after the one before
 		fnErr     error
 	)
-	err := r.do(ctx, "list", prefix, func() error {
-		resume, after := delivered && ascending, last
-		var skipped string // the last key this attempt skipped
-		return r.next.List(ctx, prefix, func(info ObjectInfo) error {
-			if resume {
-				if info.Key < after && info.Key > skipped {
-					skipped = info.Key
-					return nil
-				}
-				// Past the resume point, or out of order before it: from
-				// here on nothing is known to have been delivered.
-				resume = false
-				if info.Key == after {
-					return nil
-				}
-			}
+	for failures := 0; ; {
+		from := startAfter
+		if delivered && ascending {
+			from = last
+		}
+		progress := false
+		err := r.next.List(ctx, prefix, from, func(info ObjectInfo) error {
 			if ascending && delivered && info.Key <= last {
 				ascending = false // and logged once
 				r.log.LogAttrs(ctx, slog.LevelWarn, "object store listed keys out of order; a retried listing will start over",
@@ -336,14 +335,29 @@ func (r *retrying) List(ctx context.Context, prefix string, fn func(ObjectInfo) 
 			if fnErr = fn(info); fnErr != nil {
 				return errCallback
 			}
-			last, delivered = info.Key, true
+			last, delivered, progress = info.Key, true, true
 			return nil
 		})
-	})
-	if fnErr != nil {
-		return fnErr
+		switch {
+		case fnErr != nil:
+			return fnErr
+		case err == nil || !IsTransient(err):
+			return err
+		}
+		if progress {
+			failures = 0
+		}
+		failures++
+		if failures == r.policy.Attempts {
+			if failures > 1 {
+				return fmt.Errorf("list %q: giving up after %d attempts in a row (resuming after %q): %w", prefix, failures, from, err)
+			}
+			return err
+		}
+		if err := r.pause(ctx, "list", prefix, failures, err); err != nil {
+			return err
+		}
 	}
-	return err
 }
 
 func (r *retrying) Close() error { return r.next.Close() }

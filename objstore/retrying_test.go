@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -33,10 +34,11 @@ type flaky struct {
 	objstore.Store
 	mu       sync.Mutex
 	calls    map[string]int
-	failures int    // how many calls still fail
-	err      error  // what they fail with
-	listCut  int    // entries a failing List delivers before failing
-	onFail   func() // runs at each failure
+	failures int      // how many calls still fail
+	err      error    // what they fail with
+	listCut  int      // entries a failing List delivers before failing
+	onFail   func()   // runs at each failure
+	listFrom []string // the startAfter of each List
 }
 
 func newFlaky(failures int, err error) *flaky {
@@ -91,13 +93,16 @@ func (f *flaky) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	return f.Store.Stat(ctx, key)
 }
 
-func (f *flaky) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+func (f *flaky) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	f.mu.Lock()
+	f.listFrom = append(f.listFrom, startAfter)
+	f.mu.Unlock()
 	failure := f.fail("list")
 	if failure == nil {
-		return f.Store.List(ctx, prefix, fn)
+		return f.Store.List(ctx, prefix, startAfter, fn)
 	}
 	delivered := 0
-	err := f.Store.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+	err := f.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		if delivered == f.listCut {
 			return failure
 		}
@@ -173,7 +178,7 @@ var ops = []struct {
 	}},
 	{"delete", func(ctx context.Context, s objstore.Store) error { return s.Delete(ctx, "k") }},
 	{"list", func(ctx context.Context, s objstore.Store) error {
-		return s.List(ctx, "k", func(objstore.ObjectInfo) error { return nil })
+		return s.List(ctx, "k", "", func(objstore.ObjectInfo) error { return nil })
 	}},
 }
 
@@ -327,22 +332,22 @@ func TestRetryingListResumesAfterDeliveredKeys(t *testing.T) {
 	}
 	f.failures, f.err, f.listCut = 1, objstore.Transient(errBoom), 2
 	var seen []string
-	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "a/", func(info objstore.ObjectInfo) error {
+	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "a/", "", func(info objstore.ObjectInfo) error {
 		seen = append(seen, info.Key)
 		return nil
 	})
 	if err != nil || !slices.Equal(seen, keys) {
 		t.Errorf("List = %v, delivering %q; want each of %q once", err, seen, keys)
 	}
-	if got := f.count("list"); got != 2 {
-		t.Errorf("%d listings; want 2", got)
+	if want := []string{"", "a/2"}; !slices.Equal(f.listFrom, want) {
+		t.Errorf("listings started after %q; want %q", f.listFrom, want)
 	}
 }
 
 func TestRetryingNeverRetriesListCallbackErrors(t *testing.T) {
 	f := prepared(t, 0, nil)
 	callbackErr := objstore.Transient(errBoom)
-	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "", func(objstore.ObjectInfo) error { return callbackErr })
+	err := objstore.Retrying(f, tiny, nil).List(t.Context(), "", "", func(objstore.ObjectInfo) error { return callbackErr })
 	if err != callbackErr {
 		t.Errorf("List = %v; want the callback's error itself", err)
 	}
@@ -351,26 +356,40 @@ func TestRetryingNeverRetriesListCallbackErrors(t *testing.T) {
 	}
 }
 
-// scriptedListing lists keys in the order given, however wrong, and fails
-// its attempt-th listing (0 first) after cuts[attempt] keys; attempts
-// beyond cuts list everything.
+// scriptedListing lists keys in the order given, however wrong, as a store
+// with its own idea of key order would: a listing that starts after a key
+// it holds goes on from that key's place in its order, and one that starts
+// after another key lists the keys greater than it. Its attempt-th listing
+// (0 first) fails after delivering cuts[attempt] keys; attempts beyond cuts
+// list to the end. from records the startAfter of each listing.
 type scriptedListing struct {
 	objstore.Store
 	keys     []string
 	cuts     []int
 	attempts int
+	from     []string
 }
 
-func (s *scriptedListing) List(_ context.Context, _ string, fn func(objstore.ObjectInfo) error) error {
+func (s *scriptedListing) List(_ context.Context, _, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	attempt := s.attempts
 	s.attempts++
-	for i, key := range s.keys {
+	s.from = append(s.from, startAfter)
+	keys := s.keys
+	if i := slices.Index(keys, startAfter); i >= 0 {
+		keys = keys[i+1:]
+	} else {
+		keys = slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k <= startAfter })
+	}
+	for i, key := range keys {
 		if attempt < len(s.cuts) && i == s.cuts[attempt] {
 			return objstore.Transient(errBoom)
 		}
 		if err := fn(objstore.ObjectInfo{Key: key}); err != nil {
 			return err
 		}
+	}
+	if attempt < len(s.cuts) && len(keys) == s.cuts[attempt] {
+		return objstore.Transient(errBoom)
 	}
 	return nil
 }
@@ -388,25 +407,30 @@ func TestRetryingListNeverSkipsUndeliveredKeys(t *testing.T) {
 		keys       []string
 		cuts       []int
 		outOfOrder bool
-		exactlyOne bool // each key delivered once
+		exactlyOne bool     // each key delivered once
+		from       []string // the startAfter of each listing
 	}{
-		{"ascending, no failure", ascending, nil, false, true},
-		{"ascending, failure part-way", ascending, []int{3}, false, true},
-		{"ascending, failures before any key", ascending, []int{0, 0}, false, true},
-		{"damaged key", damaged, nil, true, true},
-		{"swapped keys", swapped, nil, true, true},
-		{"damaged key, failure after it", damaged, []int{5}, true, false},
-		{"damaged key, failure before it", damaged, []int{1}, true, true},
-		{"swapped keys, failure after them", swapped, []int{4}, true, false},
-		{"swapped keys, failures after them twice", swapped, []int{4, 5}, true, false},
-		{"swapped keys, failure between them", swapped, []int{3}, true, false},
-		{"damaged key, failure at the wrong key, then after it", damaged, []int{2, 5}, true, false},
+		{"ascending, no failure", ascending, nil, false, true, []string{""}},
+		{"ascending, failure part-way", ascending, []int{3}, false, true, []string{"", "b/3"}},
+		{"ascending, failures before any key", ascending, []int{0, 0}, false, true, []string{"", "", ""}},
+		{"ascending, failures at the same key", ascending, []int{2, 0, 0}, false, true, []string{"", "b/2", "b/2", "b/2"}},
+		{"ascending, failure at the end", ascending, []int{6}, false, true, []string{"", "b/6"}},
+		{"damaged key", damaged, nil, true, true, []string{""}},
+		{"swapped keys", swapped, nil, true, true, []string{""}},
+		{"damaged key, failure after it", damaged, []int{5}, true, false, []string{"", ""}},
+		{"damaged key, failure before it", damaged, []int{1}, true, true, []string{"", "b/1"}},
+		{"swapped keys, failure after them", swapped, []int{4}, true, false, []string{"", ""}},
+		{"swapped keys, failures after them twice", swapped, []int{4, 5}, true, false, []string{"", "", ""}},
+		// Nothing delivered is out of order yet: the listing goes on
+		// after b/4, from where the store has it, and finds b/3 there.
+		{"swapped keys, failure between them", swapped, []int{3}, true, true, []string{"", "b/4"}},
+		{"damaged key, failure before it, then after it", damaged, []int{2, 2}, true, false, []string{"", "b/2", ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &scriptedListing{keys: tc.keys, cuts: tc.cuts}
 			log, records := logged(t)
 			seen := map[string]int{}
-			err := objstore.Retrying(store, tiny, log).List(t.Context(), "b/", func(info objstore.ObjectInfo) error {
+			err := objstore.Retrying(store, tiny, log).List(t.Context(), "b/", "", func(info objstore.ObjectInfo) error {
 				seen[info.Key]++
 				return nil
 			})
@@ -417,6 +441,9 @@ func TestRetryingListNeverSkipsUndeliveredKeys(t *testing.T) {
 				if seen[key] == 0 || tc.exactlyOne && seen[key] != 1 {
 					t.Errorf("key %s delivered %d times; want %s", key, seen[key], map[bool]string{true: "once", false: "at least once"}[tc.exactlyOne])
 				}
+			}
+			if !slices.Equal(store.from, tc.from) {
+				t.Errorf("listings started after %q; want %q", store.from, tc.from)
 			}
 			warned := 0
 			for _, rec := range records() {
@@ -429,6 +456,141 @@ func TestRetryingListNeverSkipsUndeliveredKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRetryingListFromCallersStart: a listing that starts after a key
+// resumes after the keys it delivered and, once it has seen keys out of
+// order, starts over after the caller's key, not from the first key.
+func TestRetryingListFromCallersStart(t *testing.T) {
+	keys := []string{"c/1", "c/2", "c/3", "c/4", "c/5", "c/6"}
+	swapped := []string{"c/1", "c/2", "c/4", "c/3", "c/5", "c/6"}
+	for _, tc := range []struct {
+		name string
+		keys []string
+		cuts []int
+		want []string // the keys delivered, in order
+		from []string
+	}{
+		{"ascending", keys, []int{2, 0, 1}, keys[2:], []string{"c/2", "c/4", "c/4", "c/5"}},
+		{"swapped", swapped, []int{2}, []string{"c/4", "c/3", "c/4", "c/3", "c/5", "c/6"}, []string{"c/2", "c/2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &scriptedListing{keys: tc.keys, cuts: tc.cuts}
+			var seen []string
+			err := objstore.Retrying(store, tiny, nil).List(t.Context(), "c/", "c/2", func(info objstore.ObjectInfo) error {
+				seen = append(seen, info.Key)
+				return nil
+			})
+			if err != nil || !slices.Equal(seen, tc.want) {
+				t.Errorf("List = %v, delivering %q; want %q", err, seen, tc.want)
+			}
+			if !slices.Equal(store.from, tc.from) {
+				t.Errorf("listings started after %q; want %q", store.from, tc.from)
+			}
+		})
+	}
+}
+
+// TestRetryingListBudgetPerFailureStreak: the policy's attempts bound the
+// failures in a row without a key delivered in between, not the failures of
+// a whole listing.
+func TestRetryingListBudgetPerFailureStreak(t *testing.T) {
+	keys := []string{"d/1", "d/2", "d/3", "d/4", "d/5", "d/6"}
+	policy := tiny
+	policy.Attempts = 2
+
+	// A failure after every key: six failures, each after progress.
+	store := &scriptedListing{keys: keys, cuts: []int{1, 1, 1, 1, 1, 1}}
+	var seen []string
+	err := objstore.Retrying(store, policy, nil).List(t.Context(), "d/", "", func(info objstore.ObjectInfo) error {
+		seen = append(seen, info.Key)
+		return nil
+	})
+	if err != nil || !slices.Equal(seen, keys) {
+		t.Errorf("List with a failure after each key = %v, delivering %q; want each of %q once", err, seen, keys)
+	}
+
+	// Progress, then failures in a row at the same key: the streak, which
+	// counts the listing that failed after d/3, runs out of attempts.
+	store = &scriptedListing{keys: keys, cuts: []int{3, 0}}
+	seen = nil
+	err = objstore.Retrying(store, policy, nil).List(t.Context(), "d/", "", func(info objstore.ObjectInfo) error {
+		seen = append(seen, info.Key)
+		return nil
+	})
+	if !objstore.IsTransient(err) || !strings.Contains(fmt.Sprint(err), "giving up after 2 attempts") {
+		t.Errorf("List failing twice in a row at d/3 = %v; want it given up after 2 attempts", err)
+	}
+	if !slices.Equal(seen, keys[:3]) || store.attempts != 2 {
+		t.Errorf("delivered %q in %d listings; want %q in 2", seen, store.attempts, keys[:3])
+	}
+}
+
+// pagedListing lists keys k/00000000, k/00000001, … in pages of pageSize
+// keys, one request each, as a cloud store does: a listing starting after a
+// key fetches the page that follows it, then the next, and so on. Request
+// number r (0 first) fails before delivering its page when fail(r).
+type pagedListing struct {
+	objstore.Store
+	keys, pageSize int
+	fail           func(request int) bool
+	requests       int
+	failures       int
+	fetches        map[int]int // requests by the page of their first key
+}
+
+func pagedKey(i int) string { return fmt.Sprintf("k/%08x", i) }
+
+func (s *pagedListing) List(ctx context.Context, _, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	i := sort.Search(s.keys, func(i int) bool { return pagedKey(i) > startAfter })
+	for i < s.keys {
+		s.fetches[i/s.pageSize]++
+		s.requests++
+		if s.fail(s.requests - 1) {
+			s.failures++
+			return objstore.Transient(errBoom)
+		}
+		for end := min(i+s.pageSize, s.keys); i < end; i++ {
+			if err := fn(objstore.ObjectInfo{Key: pagedKey(i)}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestRetryingLongListingWithFailures: a listing of 100 pages, a tenth of
+// whose requests fail, delivers every key once and fetches each page again
+// only as often as it failed, although it fails far more often than the
+// policy allows attempts.
+func TestRetryingLongListingWithFailures(t *testing.T) {
+	const pages, pageSize = 100, 100
+	rng := rand.New(rand.NewPCG(16, 10))
+	store := &pagedListing{keys: pages * pageSize, pageSize: pageSize, fetches: map[int]int{},
+		fail: func(int) bool { return rng.Float64() < 0.1 }}
+	next := 0
+	err := objstore.Retrying(store, tiny, nil).List(t.Context(), "k/", "", func(info objstore.ObjectInfo) error {
+		if want := pagedKey(next); info.Key != want {
+			return fmt.Errorf("delivered %q; want %q", info.Key, want)
+		}
+		next++
+		return nil
+	})
+	if err != nil || next != pages*pageSize {
+		t.Fatalf("List = %v after %d keys; want every one of %d", err, next, pages*pageSize)
+	}
+	if store.failures < tiny.Attempts {
+		t.Fatalf("only %d requests failed; the test wants more than the policy's %d attempts", store.failures, tiny.Attempts)
+	}
+	if store.requests != pages+store.failures {
+		t.Errorf("%d requests for %d pages with %d failures; want one more per failure only", store.requests, pages, store.failures)
+	}
+	for page := range pages {
+		if n := store.fetches[page]; n < 1 || n > tiny.Attempts {
+			t.Errorf("page %d fetched %d times; want 1 to %d", page, n, tiny.Attempts)
+		}
+	}
+	t.Logf("%d pages, %d requests, %d failed", pages, store.requests, store.failures)
 }
 
 var errReset = errors.New("connection reset by peer")

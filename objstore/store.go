@@ -40,10 +40,17 @@ type Store interface {
 	// Stat returns the attributes of key, or ErrNotFound.
 	Stat(ctx context.Context, key string) (Attrs, error)
 
-	// List calls fn for every object whose key starts with prefix, in
-	// lexicographic key order. An error from fn stops the listing and is
-	// returned.
-	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+	// List calls fn for every object whose key starts with prefix and is
+	// strictly greater than startAfter ("" lists from the start), in
+	// lexicographic (byte-wise) key order. An error from fn stops the
+	// listing and is returned.
+	//
+	// startAfter need not be a key that exists, nor start with prefix: a
+	// listing resumes after the last key it delivered, and key ranges are
+	// listed apart by starting each after the one before ends. Drivers pass
+	// it to the provider where its listing can start there, so that a
+	// resumed listing does not read again the pages before that point.
+	List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error
 
 	// Close releases the store's resources.
 	Close() error

@@ -143,8 +143,19 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	}, nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	pager := s.container.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
+// List passes startAfter to List Blobs as startFrom, the parameter service
+// version 2026-02-06 added, which starts the listing at a blob name,
+// inclusive; the blob named startAfter itself is skipped here. Servers that
+// do not know startFrom ignore it (Azurite 3.35 does, though it accepts the
+// version): then the listing starts at the prefix's first blob and every
+// blob up to startAfter is skipped here, page by page, which is correct but
+// reads those pages again.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	opts := &container.ListBlobsFlatOptions{Prefix: &prefix}
+	if startAfter != "" {
+		opts.StartFrom = &startAfter
+	}
+	pager := s.container.NewListBlobsFlatPager(opts)
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -152,6 +163,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 		}
 		for _, item := range page.Segment.BlobItems {
 			info := objstore.ObjectInfo{Key: deref(item.Name)}
+			if startAfter != "" && info.Key <= startAfter {
+				continue
+			}
 			if p := item.Properties; p != nil {
 				info.Size, info.ETag = deref(p.ContentLength), unquote(p.ETag)
 			}

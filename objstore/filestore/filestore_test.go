@@ -262,6 +262,55 @@ func TestKeyPrefixConflicts(t *testing.T) {
 	}
 }
 
+// TestListAfterLeavesEarlierFilesUnread: a listing that starts after a key
+// reads neither the files nor the directories whose keys all come at or
+// before it. Their sidecars are made unreadable (a directory in a sidecar's
+// place fails the read), so that opening one fails the listing.
+func TestListAfterLeavesEarlierFilesUnread(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	for _, key := range []string{"a/1", "a/2", "a-b", "b", "c/1"} {
+		storetest.MustPut(t, s, key, []byte(key), objstore.PutOptions{})
+	}
+	for _, sidecar := range []string{"a/.1.meta", ".a-b.meta", ".b.meta"} {
+		path := filepath.Join(dir, filepath.FromSlash(sidecar))
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(path, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.List(t.Context(), "", "", func(objstore.ObjectInfo) error { return nil }); err == nil {
+		t.Fatal("List from the start read every file despite the broken sidecars; the test proves nothing")
+	}
+	for _, tc := range []struct {
+		prefix, startAfter string
+		want               []string
+		fails              bool // reads a broken file
+	}{
+		// Key order: a-b < a/1 < a/2 < b < c/1 ('-' sorts before '/').
+		{"", "b", []string{"c/1"}, false},
+		{"", "a/zz", nil, true}, // reads b
+		{"", "a-b", nil, true},  // reads a/1
+		{"a/", "a/1", []string{"a/2"}, false},
+		{"a", "a/1", []string{"a/2"}, false}, // leaves a-b unread
+		{"c", "a-b", []string{"c/1"}, false},
+	} {
+		var got []string
+		err := s.List(t.Context(), tc.prefix, tc.startAfter, func(info objstore.ObjectInfo) error {
+			got = append(got, info.Key)
+			return nil
+		})
+		switch {
+		case tc.fails && err == nil:
+			t.Errorf("List(%q, after %q) = %q; want a broken sidecar to fail it", tc.prefix, tc.startAfter, got)
+		case !tc.fails && (err != nil || !slices.Equal(got, tc.want)):
+			t.Errorf("List(%q, after %q) = %q, %v; want %q", tc.prefix, tc.startAfter, got, err, tc.want)
+		}
+	}
+}
+
 // TestRootGone: a root directory removed, or replaced as a mount point is
 // when its file system is unmounted, fails every request as a deleted
 // bucket does, instead of reading as a device of zeros, and is not created

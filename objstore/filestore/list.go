@@ -3,9 +3,9 @@ package filestore
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,7 +14,18 @@ import (
 	"github.com/objbacker/objbacker/objstore"
 )
 
-func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+// readDirBatch is how many directory entries one read asks for: os.ReadDir
+// would hold a whole directory's os.DirEntry values at once, several times
+// the size of the names walk keeps.
+const readDirBatch = 1024
+
+// List walks the directory tree in key order, one directory at a time, and
+// holds no more than the names of the directories on the current path: a
+// listing's memory is bounded by the largest directory's, about 32 bytes a
+// name, not by the number of objects. Files and directories whose keys all
+// come at or before startAfter are left unread: their names are compared,
+// no more.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -27,66 +38,104 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 	if !ok {
 		return nil
 	}
-	return s.walk(ctx, dir, name, fn)
+	return s.walk(ctx, dir, name, startAfter, fn)
 }
 
 // walk lists, in key order, the objects under the key directory dir ("" for
-// the root) whose next path element starts with name.
-//
-// Directory order is not key order: the keys under directory "d" all start
-// with "d/", which sorts after a sibling file "d-x" ('-' < '/'). So each
-// directory's entries are sorted by the key prefix they stand for, "d/" for a
-// directory and "d-x" for a file, and directories are walked in that place.
-func (s *Store) walk(ctx context.Context, dir, name string, fn func(objstore.ObjectInfo) error) error {
-	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(dir)))
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-		return nil
+// the root) whose next path element starts with name and whose key comes
+// after startAfter.
+func (s *Store) walk(ctx context.Context, dir, name, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	base := ""
+	if dir != "" {
+		base = dir + "/"
 	}
+	names, err := s.readDir(dir, base, name, startAfter)
 	if err != nil {
 		return err
 	}
-	type item struct {
-		key   string // with a trailing '/' for a directory
-		isDir bool
-	}
-	items := make([]item, 0, len(entries))
-	for _, e := range entries {
-		n := e.Name()
-		// checkElem skips internal files along with any name no key can have.
-		if !strings.HasPrefix(n, name) || checkElem(n) != nil {
-			continue
-		}
-		key := path.Join(dir, n)
-		switch {
-		case e.IsDir():
-			items = append(items, item{key + "/", true})
-		case e.Type().IsRegular():
-			items = append(items, item{key, false})
-		}
-	}
-	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.key, b.key) })
-
-	for _, it := range items {
+	for _, n := range names {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if it.isDir {
-			if err := s.walk(ctx, strings.TrimSuffix(it.key, "/"), "", fn); err != nil {
+		if sub, isDir := strings.CutSuffix(n, "/"); isDir {
+			if err := s.walk(ctx, base+sub, "", startAfter, fn); err != nil {
 				return err
 			}
 			continue
 		}
-		f, a, err := s.open(it.key)
+		key := base + n
+		f, a, err := s.open(key)
 		if errors.Is(err, objstore.ErrNotFound) {
-			continue // deleted since ReadDir
+			continue // deleted since it was read
 		}
 		if err != nil {
 			return err
 		}
 		f.Close()
-		if err := fn(objstore.ObjectInfo{Key: it.key, Size: a.Size, ETag: a.ETag}); err != nil {
+		if err := fn(objstore.ObjectInfo{Key: key, Size: a.Size, ETag: a.ETag}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// readDir returns the entries of the key directory dir, whose keys start
+// with base, that start with name and may hold keys after startAfter, sorted
+// in the order of the keys they stand for: a file's name, and a
+// subdirectory's with a trailing '/'.
+//
+// Directory order is not key order: the keys under directory "d" all start
+// with "d/", which sorts after a sibling file "d-x" ('-' < '/'). Sorting
+// "d/" among the file names puts the directory's keys in their place, since
+// every key under it starts with "d/" and no file name holds a '/'.
+func (s *Store) readDir(dir, base, name, startAfter string) ([]string, error) {
+	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(dir)))
+	if err == nil {
+		defer f.Close()
+	}
+	var names []string
+	for err == nil {
+		var entries []os.DirEntry
+		entries, err = f.ReadDir(readDirBatch)
+		for _, e := range entries {
+			n := e.Name()
+			// checkElem skips internal files along with any name no key
+			// can have.
+			if !strings.HasPrefix(n, name) || checkElem(n) != nil {
+				continue
+			}
+			switch {
+			case e.IsDir():
+				n += "/"
+				if !dirMayFollow(base+n, startAfter) {
+					continue
+				}
+			case e.Type().IsRegular():
+				if base+n <= startAfter {
+					continue
+				}
+			default:
+				continue
+			}
+			names = append(names, n)
+		}
+	}
+	switch {
+	case err == io.EOF:
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
+		// Nothing there, or a file where the prefix wants a directory.
+		return nil, nil
+	default:
+		return nil, err
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// dirMayFollow reports whether a directory whose keys all start with dir
+// (ending in '/') may hold a key after startAfter: unless startAfter sorts
+// after dir without starting with it, since then it sorts after every key
+// that starts with dir.
+func dirMayFollow(dir, startAfter string) bool {
+	return startAfter <= dir || strings.HasPrefix(startAfter, dir)
 }

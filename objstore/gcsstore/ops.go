@@ -144,8 +144,10 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	}, nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	q := &storage.Query{Prefix: prefix}
+// List starts the listing at startAfter with Query.StartOffset, which is
+// inclusive: an object named startAfter itself is skipped here.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	q := &storage.Query{Prefix: prefix, StartOffset: startAfter}
 	// Only what ObjectInfo carries: a listing page is a tenth the size.
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Generation"}); err != nil {
 		return fmt.Errorf("gs://%s/%s*: %w", s.name, prefix, err)
@@ -158,6 +160,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 		}
 		if err != nil {
 			return s.keyError(ctx, prefix+"*", err, objstore.ErrBucketNotFound)
+		}
+		if startAfter != "" && a.Name <= startAfter {
+			continue
 		}
 		if err := fn(objstore.ObjectInfo{Key: a.Name, Size: a.Size, ETag: etag(a.Generation)}); err != nil {
 			return err

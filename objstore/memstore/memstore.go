@@ -197,7 +197,9 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	return cloneAttrs(o.attrs), nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+// List takes a snapshot of the matching entries, sorted, and calls fn
+// without holding the lock: fn may use the store.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	s.mu.RLock()
 	if s.objects == nil {
 		s.mu.RUnlock()
@@ -205,7 +207,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 	}
 	var infos []objstore.ObjectInfo
 	for k, o := range s.objects {
-		if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, prefix) && k > startAfter {
 			infos = append(infos, objstore.ObjectInfo{Key: k, Size: o.attrs.Size, ETag: o.attrs.ETag})
 		}
 	}

@@ -152,8 +152,17 @@ func (s *Store) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 	}, nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
-	pages := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+// List asks ListObjectsV2 to start after startAfter (its StartAfter
+// parameter, exclusive, as the interface's), so a resumed listing reads no
+// page again. StartAfter applies to the first request only: further pages
+// go on from the continuation token. Keys up to startAfter are skipped here
+// too, for a server that ignores the parameter.
+func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
+	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix}
+	if startAfter != "" {
+		in.StartAfter = &startAfter
+	}
+	pages := s3.NewListObjectsV2Paginator(s.client, in)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
@@ -161,6 +170,9 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Object
 		}
 		for _, obj := range page.Contents {
 			info := objstore.ObjectInfo{Key: aws.ToString(obj.Key), Size: aws.ToInt64(obj.Size), ETag: unquote(obj.ETag)}
+			if startAfter != "" && info.Key <= startAfter {
+				continue
+			}
 			if err := fn(info); err != nil {
 				return err
 			}

@@ -103,7 +103,7 @@ func TestBucketRemoved(t *testing.T) {
 	mustBe(t, "Get", err, objstore.ErrBucketNotFound, "NoSuchBucket")
 	_, err = s.Put(t.Context(), "k", []byte("x"), objstore.PutOptions{})
 	mustBe(t, "Put", err, objstore.ErrBucketNotFound, "NoSuchBucket")
-	err = s.List(t.Context(), "", func(objstore.ObjectInfo) error { return nil })
+	err = s.List(t.Context(), "", "", func(objstore.ObjectInfo) error { return nil })
 	mustBe(t, "List", err, objstore.ErrBucketNotFound, "NoSuchBucket")
 	// A device counts a DELETE that succeeds as a block stored as zeros.
 	err = s.Delete(t.Context(), "k")

@@ -32,7 +32,7 @@ func testCancelledContext(t *testing.T, s objstore.Store) {
 	_, err = s.Stat(ctx, key)
 	check("Stat", err)
 	check("Delete", s.Delete(ctx, key))
-	check("List", s.List(ctx, "ctx/", func(objstore.ObjectInfo) error { return nil }))
+	check("List", s.List(ctx, "ctx/", "", func(objstore.ObjectInfo) error { return nil }))
 
 	if got, _ := MustGet(t, s, key, 0, -1); string(got) != "before" {
 		t.Errorf("content after cancelled Put and Delete = %q; want %q", got, "before")

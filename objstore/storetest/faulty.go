@@ -237,17 +237,17 @@ func (s *Faulty) Stat(ctx context.Context, key string) (objstore.Attrs, error) {
 
 // List breaks off after a random number of entries when it fails after
 // reaching the store.
-func (s *Faulty) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+func (s *Faulty) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	ft := s.draw("list", prefix)
 	if err := s.start(ctx, ft, "list", prefix); err != nil {
 		return err
 	}
 	if !ft.after {
-		return s.finish(ctx, ft, "list", prefix, s.next.List(ctx, prefix, fn))
+		return s.finish(ctx, ft, "list", prefix, s.next.List(ctx, prefix, startAfter, fn))
 	}
 	stop := ft.rng.IntN(8)
 	errStop := errors.New("stop")
-	err := s.next.List(ctx, prefix, func(info objstore.ObjectInfo) error {
+	err := s.next.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		if stop == 0 {
 			return errStop
 		}

@@ -58,13 +58,20 @@ func get(tb testing.TB, s objstore.Store, key string, off, n int64) ([]byte, obj
 // ListAll returns every entry under prefix, in the order the store gave them.
 func ListAll(tb testing.TB, s objstore.Store, prefix string) []objstore.ObjectInfo {
 	tb.Helper()
+	return ListAfter(tb, s, prefix, "")
+}
+
+// ListAfter returns every entry under prefix after startAfter, in the order
+// the store gave them.
+func ListAfter(tb testing.TB, s objstore.Store, prefix, startAfter string) []objstore.ObjectInfo {
+	tb.Helper()
 	var infos []objstore.ObjectInfo
-	err := s.List(tb.Context(), prefix, func(info objstore.ObjectInfo) error {
+	err := s.List(tb.Context(), prefix, startAfter, func(info objstore.ObjectInfo) error {
 		infos = append(infos, info)
 		return nil
 	})
 	if err != nil {
-		tb.Fatalf("List(%q): %v", prefix, err)
+		tb.Fatalf("List(%q, after %q): %v", prefix, startAfter, err)
 	}
 	return infos
 }
@@ -130,12 +137,13 @@ func BucketGone(tb testing.TB, s objstore.Store, key string) {
 	_, _, getErr := s.Get(ctx, key, 0, -1)
 	_, statErr := s.Stat(ctx, key)
 	deleteErr := s.Delete(ctx, key)
-	listErr := s.List(ctx, "", func(objstore.ObjectInfo) error { return nil })
+	listErr := s.List(ctx, "", "", func(objstore.ObjectInfo) error { return nil })
+	listAfterErr := s.List(ctx, "", key, func(objstore.ObjectInfo) error { return nil })
 	_, putErr := s.Put(ctx, key, []byte("block"), objstore.PutOptions{})
 	for _, r := range []struct {
 		op  string
 		err error
-	}{{"Get", getErr}, {"Stat", statErr}, {"Delete", deleteErr}, {"List", listErr}, {"Put", putErr}} {
+	}{{"Get", getErr}, {"Stat", statErr}, {"Delete", deleteErr}, {"List", listErr}, {"List after a key", listAfterErr}, {"Put", putErr}} {
 		if !errors.Is(r.err, objstore.ErrBucketNotFound) || errors.Is(r.err, objstore.ErrNotFound) {
 			tb.Errorf("%s in a deleted bucket = %v; want ErrBucketNotFound, not ErrNotFound", r.op, r.err)
 		}

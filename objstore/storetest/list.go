@@ -29,21 +29,52 @@ func testList(t *testing.T, s objstore.Store) {
 		}
 		etags[key] = a.ETag
 	}
+	type listing struct{ prefix, startAfter string }
+	var listings []listing
 	for _, prefix := range []string{"", "dir", "dir/", "dir/0", "dir/sub/", "dir/0001", "dir/0001/", "di", "nothing", "nothing/deeper/"} {
+		listings = append(listings, listing{prefix, ""})
+	}
+	for _, startAfter := range []string{
+		"a",            // before every key
+		"dir.x",        // a key
+		"dir/",         // not a key: a directory's start
+		"dir/0001",     // a key inside a directory
+		"dir/00015",    // not a key, between two
+		"dir/sub",      // not a key, before a directory's keys
+		"dir/sub/",     // the start of that directory
+		"dir/sub/0003", // the last key in a directory
+		"dir/zzz",      // after every key in a directory, not in it
+		"dir0",         // after every "dir/" key ('0' > '/'), before "dirz"
+		"top",          // the last key
+		"zzz",          // past the end
+	} {
+		listings = append(listings, listing{"", startAfter})
+	}
+	listings = append(listings,
+		listing{"dir/", "a"},         // before the prefix
+		listing{"dir/", "dir/"},      // the prefix itself
+		listing{"dir/", "dir/0001"},  // a key under the prefix
+		listing{"dir/", "dir/00015"}, // no key, under the prefix
+		listing{"dir/", "dirz"},      // after every key under the prefix
+		listing{"dir", "dir.x"},      // a key under a prefix that is no directory
+		listing{"dir/sub/", "dir/0002"},
+		listing{"other/", "other/0001"},
+	)
+	for _, l := range listings {
 		var want []string
 		for _, key := range slices.Sorted(maps.Keys(objects)) {
-			if strings.HasPrefix(key, prefix) {
+			if strings.HasPrefix(key, l.prefix) && key > l.startAfter {
 				want = append(want, key)
 			}
 		}
-		infos := ListAll(t, s, prefix)
+		infos := ListAfter(t, s, l.prefix, l.startAfter)
 		if got := keysOf(infos); !slices.Equal(got, want) {
-			t.Errorf("List(%q) = %q; want %q", prefix, got, want)
+			t.Errorf("List(%q, after %q) = %q; want %q", l.prefix, l.startAfter, got, want)
 			continue
 		}
 		for _, info := range infos {
 			if info.Size != int64(len(objects[info.Key])) || info.ETag != etags[info.Key] {
-				t.Errorf("List(%q) entry %+v; want Size %d, ETag %q", prefix, info, len(objects[info.Key]), etags[info.Key])
+				t.Errorf("List(%q, after %q) entry %+v; want Size %d, ETag %q", l.prefix, l.startAfter, info, len(objects[info.Key]), etags[info.Key])
 			}
 		}
 	}
@@ -66,6 +97,19 @@ func testListManyPages(t *testing.T, s objstore.Store) {
 			t.Fatalf("List(many/) entry %d = %q size %d; want %q size %d", i, info.Key, info.Size, want, i%7)
 		}
 	}
+	// Resumed in the middle of the first 1000-key page, and at its end.
+	for _, from := range []int{499, 999} {
+		startAfter := fmt.Sprintf("many/%05d", from)
+		infos := ListAfter(t, s, "many/", startAfter)
+		if len(infos) != ListPageObjects-from-1 {
+			t.Fatalf("List(many/, after %q) returned %d entries; want %d", startAfter, len(infos), ListPageObjects-from-1)
+		}
+		for i, info := range infos {
+			if want := fmt.Sprintf("many/%05d", from+1+i); info.Key != want {
+				t.Fatalf("List(many/, after %q) entry %d = %q; want %q", startAfter, i, info.Key, want)
+			}
+		}
+	}
 }
 
 func testListStops(t *testing.T, s objstore.Store) {
@@ -74,7 +118,7 @@ func testListStops(t *testing.T, s objstore.Store) {
 	}
 	errStop := errors.New("enough")
 	var seen []string
-	err := s.List(t.Context(), "stop/", func(info objstore.ObjectInfo) error {
+	err := s.List(t.Context(), "stop/", "", func(info objstore.ObjectInfo) error {
 		seen = append(seen, info.Key)
 		if len(seen) == 2 {
 			return errStop
