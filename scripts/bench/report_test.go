@@ -102,6 +102,20 @@ func TestSweepBound(t *testing.T) {
 			t.Errorf("bound(%+v) = %v, %v; want %v", c.k, got, ok, c.want)
 		}
 	}
+	for _, c := range []struct {
+		k    sweepKey
+		want float64
+	}{
+		{sweepKey{"w", 16, 1, 0}, 1600},
+		{sweepKey{"w", 16, 1, 30 * time.Millisecond}, 16 / 0.03},
+		{sweepKey{"w", 16, 6, 90 * time.Millisecond}, 6 * 16 / 0.09},
+		{sweepKey{"q", 16, 1, 30 * time.Millisecond}, 4 / 0.03},
+	} {
+		got, ok := s.limit(c.k)
+		if !ok || math.Abs(got-c.want) > 1e-9*c.want {
+			t.Errorf("limit(%+v) = %v, %v; want %v", c.k, got, ok, c.want)
+		}
+	}
 	if _, ok := s.bound(sweepKey{"x", 16, 1, 0}); ok {
 		t.Error("a row without its 0 ms figure has a bound")
 	}
