@@ -16,6 +16,9 @@ die() {
 # Everything the bench starts, by name, so every exit path stops it by PID.
 declare -A PIDS=()
 declare -A LOGS=()
+# The size of each log when its process started: a name restarted in the
+# same repeat appends to the same log.
+declare -A LOG_START=()
 # s3backer mount points still mounted.
 MOUNTS=()
 
@@ -30,22 +33,41 @@ start_proc() {
 	shift
 	[[ -z ${PIDS[$name]:-} ]] || die "$name is already running"
 	LOGS[$name]=$TMP/logs/$name.$REP.log
+	LOG_START[$name]=$(stat -c %s "${LOGS[$name]}" 2>/dev/null || echo 0)
 	"$@" >>"${LOGS[$name]}" 2>&1 </dev/null &
 	PIDS[$name]=$!
 }
 
-# wait_port NAME PORT waits until NAME listens on PORT.
+# wait_port NAME PORT [LINE] waits until NAME listens on PORT and, given
+# LINE, until its log since it started has a line containing LINE:
+# objbacker serve listens before its exports are open, and logs
+# "msg":"serving" (with --log-format json) once they are.
 wait_port() {
-	local name=$1 port=$2 deadline=$((SECONDS + 60))
-	until listening "$port"; do
+	local name=$1 port=$2 line=${3:-} deadline=$((SECONDS + 60))
+	until listening "$port" && { [[ -z $line ]] || started_line "$name" "$line"; }; do
 		if ! alive "${PIDS[$name]}"; then
 			log "$name exited while starting; log tail:"
 			tail -n 20 "${LOGS[$name]}" >&2
 			exit 1
 		fi
-		((SECONDS < deadline)) || die "$name does not listen on port $port after 60 s"
+		((SECONDS < deadline)) || die "$name is not serving on port $port after 60 s"
 		sleep 0.05
 	done
+}
+
+# started_line NAME LINE: NAME's log since it started contains LINE.
+started_line() {
+	tail -c +$((LOG_START[$1] + 1)) "${LOGS[$1]}" 2>/dev/null | grep -qF -- "$2"
+}
+
+# kill_proc NAME kills it at once (SIGKILL) and reaps it: for a server
+# whose store is stalled on purpose, which could not flush.
+kill_proc() {
+	local pid=${PIDS[$1]:-}
+	[[ -n $pid ]] || return 0
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "PIDS[$1]"
 }
 
 # stop_proc NAME stops it with SIGTERM (SIGKILL after 60 s) and returns its

@@ -25,6 +25,9 @@ var sectionSpecs = []sectionSpec{
 	{"s3backer", "3. objbacker vs s3backer (FUSE), same MinIO, same fio job", "objbacker", "s3backer", 3.0},
 	{"stripe", "4. Stripe: three exports on three buckets at once vs one export", "3 exports", "1 export", 0},
 	{"rss", "5. Peak RSS of objbacker (VmHWM) against --cache-size", "objbacker", "", 0},
+	{"latency", "6. Latency sweep: objbacker on mem:// behind a store latency, against its bound", "", "", 0},
+	{"isolation", "6b. Isolation: a fast export's 1 MiB QD1 read beside an export whose store is stalled", "beside a stalled export", "alone", 0.9},
+	{"depth", "6c. One NBD connection behind 50 ms: cold 1 MiB random reads at depth 16 vs depth 1", "QD16", "QD1", 12},
 }
 
 type noteFlags map[string][]string
@@ -68,9 +71,12 @@ func reportMain(args []string) error {
 		if len(notes[spec.id]) > 0 {
 			fmt.Fprintln(w)
 		}
-		if spec.id == "rss" {
+		switch spec.id {
+		case "rss":
 			rssTable(w, recs)
-		} else {
+		case "latency":
+			sweepTables(w, recs)
+		default:
 			ratioTable(w, spec, recs)
 		}
 	}
@@ -101,13 +107,13 @@ func readRecords(path string) ([]record, error) {
 // was repeated, and only its repetition counts.
 func latestAttempts(all []record) []record {
 	type key struct {
-		section, row, subject string
-		rep                   int
+		section, row, subject, latency string
+		rep, parallel, exports         int
 	}
 	last := map[key]int{}
 	var out []record
 	for _, r := range all {
-		k := key{r.Section, r.Row, r.Subject, r.Rep}
+		k := key{r.Section, r.Row, r.Subject, r.Latency, r.Rep, r.Parallel, r.Exports}
 		if i, ok := last[k]; ok {
 			if r.Attempt >= out[i].Attempt {
 				out[i] = r
@@ -276,7 +282,7 @@ func disturbance(w io.Writer, all, final []record, maxOther float64) {
 		}
 	}
 	fmt.Fprintf(w, "\nOther processes' CPU during the %d measured phases: median %.2f, max %.2f cores. "+
-		"%d phases exceeded %.2f cores (or steal did) and were repeated; %d figures (\\*) still include one.\n",
+		"%d phases exceeded %.2f cores (or steal did), repeated where the section repeats them; %d figures (\\*) include one.\n",
 		len(all), median(other), slices.Max(other), repeated, maxOther, still)
 }
 

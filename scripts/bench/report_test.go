@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestReadResultFio(t *testing.T) {
@@ -69,5 +71,66 @@ func TestSpread(t *testing.T) {
 	}
 	if got := spread([]float64{4}, "%.0f"); got != "4" {
 		t.Errorf("spread of one = %q", got)
+	}
+}
+
+func TestSweepBound(t *testing.T) {
+	rec := func(row, lat string, p, e, inFlight int, mibs float64) record {
+		return record{Section: "latency", Row: row, Latency: lat, Parallel: p, Exports: e, InFlight: inFlight, MiBs: mibs}
+	}
+	s := newSweep([]record{
+		rec("w", "0s", 16, 1, 16, 1600), // s = 16 MiB / 1600 MiB/s = 10 ms
+		rec("w", "30ms", 16, 1, 16, 380),
+		rec("w", "0s", 16, 6, 16, 2000),
+		rec("w", "30ms", 16, 6, 16, 1900),
+		rec("w", "90ms", 16, 6, 16, 900),
+		rec("q", "0s", 16, 1, 4, 400), // s = 4 MiB / 400 MiB/s = 10 ms
+		rec("q", "30ms", 16, 1, 4, 90),
+	})
+	for _, c := range []struct {
+		k    sweepKey
+		want float64
+	}{
+		{sweepKey{"w", 16, 1, 0}, 1600},
+		{sweepKey{"w", 16, 1, 30 * time.Millisecond}, 400},  // 16 MiB / 40 ms
+		{sweepKey{"w", 16, 6, 30 * time.Millisecond}, 2000}, // 6 × 400, capped by the stripe's 0 ms
+		{sweepKey{"w", 16, 6, 90 * time.Millisecond}, 960},  // 6 × 16 MiB / 100 ms
+		{sweepKey{"q", 16, 1, 30 * time.Millisecond}, 100},  // 4 MiB / 40 ms
+	} {
+		got, ok := s.bound(c.k)
+		if !ok || math.Abs(got-c.want) > 1e-9*c.want {
+			t.Errorf("bound(%+v) = %v, %v; want %v", c.k, got, ok, c.want)
+		}
+	}
+	for _, c := range []struct {
+		k    sweepKey
+		want float64
+	}{
+		{sweepKey{"w", 16, 1, 0}, 1600},
+		{sweepKey{"w", 16, 1, 30 * time.Millisecond}, 16 / 0.03},
+		{sweepKey{"w", 16, 6, 90 * time.Millisecond}, 6 * 16 / 0.09},
+		{sweepKey{"q", 16, 1, 30 * time.Millisecond}, 4 / 0.03},
+	} {
+		got, ok := s.limit(c.k)
+		if !ok || math.Abs(got-c.want) > 1e-9*c.want {
+			t.Errorf("limit(%+v) = %v, %v; want %v", c.k, got, ok, c.want)
+		}
+	}
+	if _, ok := s.bound(sweepKey{"x", 16, 1, 0}); ok {
+		t.Error("a row without its 0 ms figure has a bound")
+	}
+	ratio, target, verdict := s.stripeCells(sweepKey{"w", 16, 6, 90 * time.Millisecond})
+	if ratio != "–" || target != "–" || verdict != "" {
+		t.Errorf("stripe cells without one export's figure: %q %q %q", ratio, target, verdict)
+	}
+	// 1900 / 380 = 5×, and the bounds allow 2000 / 400 = 5×: met.
+	ratio, target, verdict = s.stripeCells(sweepKey{"w", 16, 6, 30 * time.Millisecond})
+	if ratio != "5.00×" || target != "≥ 5×" || verdict != "met" {
+		t.Errorf("stripe cells at 30 ms: %q %q %q", ratio, target, verdict)
+	}
+	// At 0 ms the stripe's bound is its own figure, 1.25× one export's.
+	_, target, verdict = s.stripeCells(sweepKey{"w", 16, 6, 0})
+	if target != "– (bound allows 1.2×)" || verdict != "" {
+		t.Errorf("stripe cells at 0 ms: %q %q", target, verdict)
 	}
 }

@@ -46,6 +46,17 @@ type record struct {
 
 	PeakRSS int64 `json:"peak_rss"` // the largest VmHWM among the servers
 	Limit   int64 `json:"limit,omitempty"`
+
+	// The latency sweep's coordinates (section 6): the store's latency
+	// as Go writes durations ("0s" for none), --parallel, the exports read
+	// at once, the blocks in flight the bound assumes (--parallel, or the
+	// read-ahead window of a QD1 reader), and the least fraction of that
+	// bound the row should reach (0: none).
+	Latency  string  `json:"latency,omitempty"`
+	Parallel int     `json:"parallel,omitempty"`
+	Exports  int     `json:"exports,omitempty"`
+	InFlight int     `json:"in_flight,omitempty"`
+	Target   float64 `json:"target,omitempty"`
 }
 
 type pidList []int
@@ -68,7 +79,7 @@ type runOpts struct {
 	servers, also         pidList
 	waitExit              bool
 	maxOther, quietMax    float64
-	quietWait             time.Duration
+	quietWait, latency    time.Duration
 }
 
 func runMain(ctx context.Context, args []string) error {
@@ -81,6 +92,11 @@ func runMain(ctx context.Context, args []string) error {
 	fs.IntVar(&o.rec.Rep, "rep", 1, "repeat number")
 	fs.IntVar(&o.rec.Attempt, "attempt", 1, "attempt number (a disturbed phase is repeated)")
 	fs.Int64Var(&o.rec.Limit, "limit", 0, "peak RSS target in bytes")
+	fs.DurationVar(&o.latency, "latency", -1, "latency sweep: the store's latency")
+	fs.IntVar(&o.rec.Parallel, "parallel", 0, "latency sweep: objbacker's --parallel")
+	fs.IntVar(&o.rec.Exports, "exports", 0, "latency sweep: exports read or written at once")
+	fs.IntVar(&o.rec.InFlight, "in-flight", 0, "latency sweep: blocks in flight the bound assumes (default --parallel)")
+	fs.Float64Var(&o.rec.Target, "target", 0, "latency sweep: least fraction of the bound (0: no target)")
 	fs.Var(&o.servers, "server", "PID[,PID] of the subject's server processes")
 	fs.Var(&o.also, "also", "PID[,PID] of our other processes (MinIO)")
 	fs.StringVar(&o.result, "result", "", "JSON the command writes: fio --output or bench s3 --out")
@@ -94,6 +110,15 @@ func runMain(ctx context.Context, args []string) error {
 	}
 	if o.records == "" || o.result == "" || fs.NArg() == 0 || (o.time != "client" && o.time != "wall") {
 		return usageErr("run needs --records, --result, --time client|wall and a command after --")
+	}
+	if o.latency >= 0 {
+		if o.rec.Parallel <= 0 || o.rec.Exports <= 0 {
+			return usageErr("--latency needs --parallel and --exports")
+		}
+		o.rec.Latency = o.latency.String()
+		if o.rec.InFlight == 0 {
+			o.rec.InFlight = o.rec.Parallel
+		}
 	}
 	rec, err := runPhase(ctx, o, fs.Args())
 	if err != nil {

@@ -8,18 +8,33 @@ readonly FIO_JSON=(--group_reporting --output-format=json)
 # CONC workers and objbacker's --parallel CONC.
 seq_jobs() { printf '%s\n' --numjobs=4 "--iodepth=$((CONC / 4))"; }
 
-# start_objbacker NAME CACHE_MIB EXPORT... serves the exports on a fresh port,
-# sets PORT, and waits until it listens (after its start-up listing).
+# start_objbacker NAME CACHE_MIB EXPORT... serves the exports on a fresh port
+# with --parallel CONC and OBJBACKER_SIZE_ARGS, sets PORT, and waits until
+# they are served.
 start_objbacker() {
-	local name=$1 cache=$2 spec args=()
+	local name=$1 cache=$2
 	shift 2
+	serve_objbacker "$name" "$cache" "$CONC" "${OBJBACKER_SIZE_ARGS[@]}" -- "$@"
+}
+
+# serve_objbacker NAME CACHE_MIB PARALLEL [SERVE-FLAGS...] -- EXPORT...
+# serves NAME=URL exports on a fresh port, sets PORT, and waits for the log
+# line that says the exports are open (serve listens before that).
+serve_objbacker() {
+	local name=$1 cache=$2 parallel=$3 spec args=()
+	shift 3
+	while (($#)) && [[ $1 != -- ]]; do
+		args+=("$1")
+		shift
+	done
+	shift
 	for spec in "$@"; do
 		args+=(--export "$spec")
 	done
 	PORT=$(pick_port listening)
-	start_proc "$name" "$OBJBACKER" serve --listen "127.0.0.1:$PORT" --cache-size "${cache}M" \
-		--parallel "$CONC" "${args[@]}" "${OBJBACKER_SIZE_ARGS[@]}"
-	wait_port "$name" "$PORT"
+	start_proc "$name" "$OBJBACKER" --log-format json serve --listen "127.0.0.1:$PORT" \
+		--cache-size "${cache}M" --parallel "$parallel" "${args[@]}"
+	wait_port "$name" "$PORT" '"msg":"serving"'
 }
 
 # s3url BUCKET/PREFIX
