@@ -228,6 +228,13 @@ var exportMetrics = []exportMetric{
 	{"objbacker_buffer_peak_bytes", gauge, "Highest memory of block buffers in use so far.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.BufferPeakBytes }},
 	{"objbacker_dirty_blocks", gauge, "Blocks written but not yet durable.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.DirtyBlocks }},
 	{"objbacker_blocks_present", gauge, "Block objects in the store.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.BlocksPresent }},
+	{"objbacker_listed_keys", gauge, "Keys the start-up listing has seen so far.", func(s *blockmap.Stats, _ *objstore.Counts) int64 { return s.ListedKeys }},
+	{"objbacker_listing", gauge, "1 while the start-up listing runs: blocks not yet listed are fetched to find out.", func(s *blockmap.Stats, _ *objstore.Counts) int64 {
+		if s.Listing {
+			return 1
+		}
+		return 0
+	}},
 	{"objbacker_store_gets_total", counter, "GET requests sent to the store.", func(_ *blockmap.Stats, c *objstore.Counts) int64 { return c.Gets.Load() }},
 	{"objbacker_store_puts_total", counter, "PUT requests sent to the store.", func(_ *blockmap.Stats, c *objstore.Counts) int64 { return c.Puts.Load() }},
 	{"objbacker_store_deletes_total", counter, "DELETE requests sent to the store.", func(_ *blockmap.Stats, c *objstore.Counts) int64 { return c.Deletes.Load() }},

@@ -52,6 +52,16 @@ func (d *Device) roomLeaving(reserve int64, keep *block) bool {
 			return false
 		}
 		b := e.Value.(*block)
+		if b.busy() {
+			// A block being written, fetched or uploaded in the clean
+			// list is a bug elsewhere; evicting it could drop an
+			// acknowledged write. File it where it belongs instead.
+			d.log.Error("BUG: a busy block in the clean list; not evicted", "block", b.n, "dirty", b.dirty,
+				"loading", b.loading, "uploading", b.uploading, "queued", b.queued)
+			d.unlist(b)
+			d.settle(b)
+			continue
+		}
 		if d.aheadDone(b) {
 			d.stats.ReadAheadWasted++
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -531,7 +532,7 @@ func newModelRound(t *testing.T, seed uint64) *modelRound {
 		// Eight attempts: all of them fail once in 4e10 requests.
 		r.store = objstore.Retrying(r.faulty, objstore.RetryPolicy{Attempts: 8, BaseDelay: 50 * time.Microsecond, MaxDelay: time.Millisecond}, nil)
 	}
-	r.cfg = Config{Store: r.store, Geometry: g,
+	r.cfg = Config{Store: r.store, Geometry: g, Log: slog.New(bugReporter{t}),
 		CacheSize: (4 + rng.Int64N(5)) * bs,
 		Parallel:  2 + rng.IntN(3),
 		ReadAhead: rng.IntN(6) - 1, // -1 off, 0 the default
@@ -986,3 +987,17 @@ func (w *modelWorker) errAllowed(o *modelOp, needsStore bool) bool {
 	w.r.t.Errorf("%v: %v: an error the device should not return here", w.r, o)
 	return false
 }
+
+// bugReporter fails the test on a device log line that says it found a
+// bug (an invariant broken; the device works around it and logs "BUG:").
+type bugReporter struct{ t *testing.T }
+
+func (h bugReporter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (h bugReporter) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "BUG") {
+		h.t.Errorf("the device logged: %s", r.Message)
+	}
+	return nil
+}
+func (h bugReporter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h bugReporter) WithGroup(string) slog.Handler      { return h }
