@@ -29,6 +29,10 @@ type syntheticBucket struct {
 	gated          map[string]bool
 	gate           chan struct{}
 
+	// failEvery, when set, fails every failEvery-th page request with a
+	// transient error, before the page is delivered.
+	failEvery int64
+
 	mu      sync.Mutex
 	deleted map[string]bool
 	pages   atomic.Int64
@@ -118,7 +122,9 @@ func (s *syntheticBucket) List(ctx context.Context, prefix, startAfter string, f
 			return nil
 		}
 		if delivered%1000 == 0 {
-			s.pages.Add(1)
+			if p := s.pages.Add(1); s.failEvery > 0 && p%s.failEvery == 0 {
+				return objstore.Transient(fmt.Errorf("page %d: injected failure", p))
+			}
 			select {
 			case <-time.After(s.pageDelay):
 			case <-ctx.Done():
@@ -259,4 +265,37 @@ func TestServesWhileListing(t *testing.T) {
 	expect(patched, merged, "partly written, after the listing")
 	expect(created, made, "created, after the listing")
 	expect(trimmed, zeros, "trimmed, after the listing")
+}
+
+// A listing that fails on a tenth of its page requests completes with every
+// block, each page requested about once more per failure: a broken range
+// resumes after its last key (objstore.Retrying), it does not start over.
+func TestListingResumesAfterFailedPages(t *testing.T) {
+	const bs = 4096
+	g := Geometry{Size: 120000 * bs, BlockSize: bs}
+	open := func(failEvery int64) (int64, int64) {
+		t.Helper()
+		store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, gate: make(chan struct{}),
+			deleted: map[string]bool{}, failEvery: failEvery}
+		retrying := objstore.Retrying(store, objstore.RetryPolicy{Attempts: 4, BaseDelay: time.Microsecond, MaxDelay: time.Millisecond}, nil)
+		d, err := Open(t.Context(), Config{Store: retrying, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		return d.Stats().BlocksPresent, store.pages.Load()
+	}
+	present, clean := open(0)
+	if present != 80000 {
+		t.Fatalf("%d blocks present without failures, want 80000", present)
+	}
+	present, failing := open(10)
+	if present != 80000 {
+		t.Errorf("%d blocks present with a tenth of the pages failing, want 80000", present)
+	}
+	// A failure costs the failed request and its page again.
+	if failing > clean*13/10 {
+		t.Errorf("%d page requests with a tenth failing, %d without: a broken range starts over", failing, clean)
+	}
+	t.Logf("page requests: %d without failures, %d with a tenth failing", clean, failing)
 }
