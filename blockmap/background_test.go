@@ -299,3 +299,41 @@ func TestListingResumesAfterFailedPages(t *testing.T) {
 	}
 	t.Logf("page requests: %d without failures, %d with a tenth failing", clean, failing)
 }
+
+// A device closed while its listing still runs stops the listing, stores
+// what was written and removes its mount marker: the next start is not
+// refused.
+func TestCloseDuringTheListing(t *testing.T) {
+	const bs = 4096
+	g := Geometry{Size: 120000 * bs, BlockSize: bs}
+	store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, gate: make(chan struct{}),
+		deleted: map[string]bool{}, gated: map[string]bool{}}
+	for i := range 0x1e {
+		store.gated[fmt.Sprintf("%05x", i)] = true
+	}
+	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour, ListInBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(pattern(512, 9), 5*bs); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- d.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close during the listing: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a listing that does not end")
+	}
+	if _, ok, err := ReadMountMarker(t.Context(), store); err != nil || ok {
+		t.Fatalf("mount marker after Close: present %v, err %v", ok, err)
+	}
+	want := synthBlock(5, bs)
+	copy(want, pattern(512, 9))
+	if got := objectBytes(t, store, "00000005"); !bytes.Equal(got, want) {
+		t.Fatal("the write before Close was not stored")
+	}
+}
