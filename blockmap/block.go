@@ -127,3 +127,11 @@ func (d *Device) touch(b *block) {
 		d.clean.MoveToBack(b.elem)
 	}
 }
+
+// dropBehind makes a clean block the next to evict: a block a long read
+// has copied, which it will not read again.
+func (d *Device) dropBehind(b *block) {
+	if b.elem != nil && !b.inDirty && !b.busy() {
+		d.clean.MoveToFront(b.elem)
+	}
+}

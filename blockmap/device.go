@@ -231,7 +231,7 @@ func open(ctx context.Context, cfg Config) (*Device, error) {
 	d.buffers = slab.New(int(geo.BlockSize), cfg.CacheSize)
 	d.uploadReserve = min(int64(cfg.Parallel), cfg.CacheSize/geo.BlockSize/4) * geo.BlockSize
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	if err := d.startListing(ctx); err != nil {
+	if err := d.startListing(ctx, found.Block0OK); err != nil {
 		d.cancel()
 		d.workers.Wait()
 		return nil, err

@@ -95,8 +95,8 @@ func (d *Device) copyOut(p []byte, off int64) error {
 		if err := d.readBlock(blk, in, p[at:at+l]); err != nil {
 			return err
 		}
-		if b := d.blocks[blk]; stream && b != nil && b.elem != nil && !b.inDirty && !b.busy() {
-			d.clean.MoveToFront(b.elem)
+		if b := d.blocks[blk]; stream && b != nil {
+			d.dropBehind(b)
 		}
 		return nil
 	})

@@ -107,14 +107,17 @@ func (d *Device) ranges() []listRange {
 	return out
 }
 
-// startListing probes the encoding of the first block listed (block 0 may
-// be a hole in a bucket s3backer encrypted, whose blocks this device
-// cannot read: better refused at start than failing every read), then
-// lists the store: before returning, or, with Config.ListInBackground,
-// in the background, until done or the device closes.
-func (d *Device) startListing(ctx context.Context) error {
-	if err := d.probeFirstBlock(ctx); err != nil {
-		return err
+// startListing probes the encoding of the first block listed, unless
+// block 0 exists and was probed already (block 0 may be a hole in a bucket
+// s3backer encrypted, whose blocks this device cannot read: better refused
+// at start than failing every read), then lists the store: before
+// returning, or, with Config.ListInBackground, in the background, until
+// done or the device closes.
+func (d *Device) startListing(ctx context.Context, block0Probed bool) error {
+	if !block0Probed {
+		if err := d.probeFirstBlock(ctx); err != nil {
+			return err
+		}
 	}
 	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{})}
 	ranges := d.ranges()
