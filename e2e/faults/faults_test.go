@@ -220,6 +220,10 @@ func (sc *scenario) expectClean(d *daemon) {
 	sc.t.Errorf("%s: SIGTERM gave %s after %.1f s, want exit 0 (flushed and stopped cleanly); log tail:\n%s", d.Name, st, took.Seconds(), d.Tail(15))
 }
 
+// listedLine is what a device logs, with --log-format json, once its
+// background listing is complete.
+var listedLine = []byte(`"msg":"listing complete"`)
+
 // corruptList: the bucket is filled and stopped cleanly; then each round
 // starts a daemon whose start-up listing has one key changed, and writes
 // partial blocks over what it believes is there.
@@ -237,6 +241,11 @@ func (sc *scenario) corruptList(rounds int) {
 		damaged := sc.proxy.Stats().CorruptLists
 		sc.proxy.SetFaults(faultproxy.Faults{CorruptList: 1})
 		d := sc.daemon(sc.proxyURL())
+		// serve lists the bucket in the background once it serves: the
+		// faults stay on until the whole listing has come through them.
+		if err := d.WaitLogged(t.Context(), listedLine, "done listing", time.Minute); err != nil {
+			t.Fatal(err)
+		}
 		sc.proxy.SetFaults(faultproxy.Faults{})
 		if sc.proxy.Stats().CorruptLists == damaged {
 			t.Fatalf("round %d: the daemon started on a listing the proxy did not damage", round)

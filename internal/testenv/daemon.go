@@ -113,21 +113,27 @@ func StartDaemon(t testing.TB, name, bin string, args, env []string) *Daemon {
 // nothing: serve binds its address before it opens the exports, so that a
 // taken one fails first.
 func (d *Daemon) WaitServing(ctx context.Context, limit time.Duration) error {
+	return d.WaitLogged(ctx, servingLine, "serving", limit)
+}
+
+// WaitLogged waits until the daemon's log holds line, and fails if it exits
+// first or limit passes; what names the awaited state in the error.
+func (d *Daemon) WaitLogged(ctx context.Context, line []byte, what string, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	for {
 		// Read after a look at the exit: the log of a daemon that has
 		// exited is complete.
 		exited := !d.Running()
-		if bytes.Contains(d.LogBytes(), servingLine) {
+		if bytes.Contains(d.LogBytes(), line) {
 			return nil
 		}
 		if exited {
-			return fmt.Errorf("%s exited (%s) before serving; log tail:\n%s", d.Name, d.cmd.ProcessState, d.Tail(tailLines))
+			return fmt.Errorf("%s exited (%s) before %s; log tail:\n%s", d.Name, d.cmd.ProcessState, what, d.Tail(tailLines))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not serving within %v; log tail:\n%s", d.Name, limit, d.Tail(tailLines))
+			return fmt.Errorf("%s not %s within %v; log tail:\n%s", d.Name, what, limit, d.Tail(tailLines))
 		case <-d.exited:
 		case <-time.After(20 * time.Millisecond):
 		}
