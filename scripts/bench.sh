@@ -35,21 +35,23 @@ usage() {
 		  --runtime S         seconds per NBD-layer row (default 10; quick 3)
 		  --data SIZE_MIB     data set of the object-path and s3backer rows (default 2048; quick 256)
 		  --rss-runtime S     seconds of sustained load for the RSS row (default 60; quick 15)
-		  --window BLOCKS     read-ahead window the latency section's QD1 bound assumes (default 4, objbacker's --read-ahead default)
+		  --window BLOCKS     read-ahead window the latency section's QD1 bound assumes (default: the row's --parallel, objbacker's --read-ahead default)
 		  --max-other CORES   other processes' CPU that makes a phase disturbed (default 0.25)
 		  --quiet-wait S      wait up to S seconds for a quiet machine before each phase (default 60; quick 0)
+		  --baseline REV      section 1 also measures objbacker built at git revision REV (table 1b)
 		  --keep              keep the temporary directory (records, fio output, logs)
 	EOF
 	exit 2
 }
 
 ARGS="$*"
-QUICK=0 KEEP=0 SECTIONS=all REPEAT='' RUNTIME='' DATA_MIB='' RSS_RUNTIME='' QUIET_WAIT='' LAT_WINDOW=4 LAT_REPEAT=''
+QUICK=0 KEEP=0 BASELINE='' SECTIONS=all REPEAT='' RUNTIME='' DATA_MIB='' RSS_RUNTIME='' QUIET_WAIT='' LAT_WINDOW='' LAT_REPEAT=''
 MAX_OTHER=0.25
 while (($#)); do
 	case $1 in
 	--quick) QUICK=1 ;;
 	--keep) KEEP=1 ;;
+	--baseline) BASELINE=${2:?} && shift ;;
 	--section) SECTIONS=${2:?} && shift ;;
 	--repeat) REPEAT=${2:?} LAT_REPEAT=$2 && shift ;;
 	--runtime) RUNTIME=${2:?} && shift ;;
@@ -81,7 +83,7 @@ QUIET_WAIT=${QUIET_WAIT}s
 readonly CONC=16 CACHE_MIB=256 MAX_ATTEMPTS=3
 STRIPE_MIB=$((DATA_MIB / 4))
 ((DATA_MIB % 4 == 0 && DATA_MIB >= 64)) || die "--data must be a multiple of 4 MiB, at least 64"
-[[ $LAT_WINDOW =~ ^[1-9][0-9]*$ ]] || die "--window must be a positive number of blocks"
+[[ -z $LAT_WINDOW || $LAT_WINDOW =~ ^[1-9][0-9]*$ ]] || die "--window must be a positive number of blocks"
 
 declare -A WANT=()
 IFS=, read -r -a wanted <<<"$SECTIONS"
@@ -175,6 +177,15 @@ OBJBACKER=$TMP/objbacker BENCH=$TMP/bench
 BUILT_FROM=$(source_state)
 go build -o "$OBJBACKER" .
 go build -o "$BENCH" ./scripts/bench
+if [[ -n $BASELINE ]]; then
+	# A clean tree of that revision, so that the figures compare two builds
+	# of this machine's toolchain and nothing else.
+	BASELINE_BIN=$TMP/objbacker-baseline
+	git worktree add --detach --quiet "$TMP/baseline-src" "$BASELINE"
+	(cd "$TMP/baseline-src" && go build -o "$BASELINE_BIN" .)
+	git worktree remove --force "$TMP/baseline-src"
+	log "baseline: $BASELINE ($(git rev-parse --short "$BASELINE"))"
+fi
 
 log "measuring how busy the machine is (waiting up to $QUIET_WAIT for it to calm down)"
 QUIETNESS=$("$BENCH" quiet --wait "$QUIET_WAIT" --max 0.15 --sample 5s)
@@ -236,7 +247,7 @@ printf -- '- measured phases took %d min %d s; %d repeat(s)%s; figures are media
 	--note "s3backer=s3backer --blockSize=1M --size=${DATA_MIB}M, defaults otherwise, over FUSE (fio libaio, direct=1) vs objbacker (fio ioengine=nbd), the same ${seq_desc}, ${DATA_MIB} MiB. Writes are timed on the wall clock until durable: objbacker's at the end of fio's closing flush, s3backer's when its unmount has flushed and it has exited (its fsync does nothing in 1.5.4). Each is remounted or restarted between write and read." \
 	--note "stripe=One objbacker with three exports on three buckets of the same MinIO, one fio invocation with a job section per export (${seq_desc} each, ${STRIPE_MIB} MiB per export), against the same job on one export. MiB/s is the aggregate." \
 	--note "rss=${rss_note}The other rows are the objbacker phases of sections 2-4 (the stripe's limit counts three caches); every export has --cache-size ${CACHE_MIB}M." \
-	--note "latency=objbacker serve with mem://eN?latency=L exports (in-memory stores that upload and fetch like a remote bucket and cost no CPU while they wait), L in ${LAT_LATENCIES[*]} ms, --parallel ${LAT_PARALLELS[*]}, --cache-size max(4 × parallel, 128) MiB per export (so the request memory, 2 × parallel MiB, is not cut), read-ahead at its default; one export, and a stripe of ${LAT_STRIPE} exports on one serve driven by one fio invocation with a job section per export (MiB/s is the aggregate). One daemon per (latency, parallel, exports) runs the rows in order: the whole device written sequentially, 4 fio jobs × QD parallel/4 per export, timed to the end of fio's closing flush; a cold sequential read of its first region (4 jobs × QD parallel/4); a cold random read of its last region, each block once (4 jobs × QD parallel/4); one sequential reader at QD1 (1 job, QD1, at most ${LAT_RUNTIME} s) of the first region again. The stores live in the daemon, so reads are cold by layout, not by a restart: each region is at least the export's block buffers (${LAT_MIB} MiB or more), so each read evicts what the one before it cached. The QD1 reader's bound assumes a read-ahead window of ${LAT_WINDOW} blocks (--window). Steps behind a latency run once however busy the machine (\\* marks a disturbed one); 0 ms steps are repeated while disturbed (not with --quick)." \
+	--note "latency=objbacker serve with mem://eN?latency=L exports (in-memory stores that upload and fetch like a remote bucket and cost no CPU while they wait), L in ${LAT_LATENCIES[*]} ms, --parallel ${LAT_PARALLELS[*]}, --cache-size max(4 × parallel, 128) MiB per export (so the request memory, 2 × parallel MiB, is not cut), read-ahead at its default; one export, and a stripe of ${LAT_STRIPE} exports on one serve driven by one fio invocation with a job section per export (MiB/s is the aggregate). One daemon per (latency, parallel, exports) runs the rows in order: the whole device written sequentially, 4 fio jobs × QD parallel/4 per export, timed to the end of fio's closing flush; a cold sequential read of its first region (4 jobs × QD parallel/4); a cold random read of its last region, each block once (4 jobs × QD parallel/4); one sequential reader at QD1 (1 job, QD1, at most ${LAT_RUNTIME} s) of the first region again. The stores live in the daemon, so reads are cold by layout, not by a restart: each region is at least the export's block buffers (${LAT_MIB} MiB or more), so each read evicts what the one before it cached. The QD1 reader's bound assumes a read-ahead window of ${LAT_WINDOW:-parallel} blocks (--window; objbacker's --read-ahead defaults to --parallel, here a quarter of the cache). Steps behind a latency run once however busy the machine (\\* marks a disturbed one); 0 ms steps are repeated while disturbed (not with --quick)." \
 	--note "isolation=One serve, --parallel 16, --cache-size 256M: a mem:// RAM disk (${LAT_MIB} MiB prefilled) read by fio 1 job × QD1 of 1 MiB for ${LAT_RUNTIME} s, first with the other export idle, then while 16 writes of 1 MiB wait on that export, whose store (mem://?${LAT_STALL}: 17 minutes per 1 MiB upload) never answers in time: fio QD16 writes twice its cache to it, which fills its block buffers with dirty blocks, and the phase starts once /metrics shows 16 MiB of its writes held." \
 	--note "depth=One export on mem://?latency=${LAT_DEPTH_LATENCY}ms, --parallel 16, --cache-size 128M, written whole first; one fio job (one NBD connection) reads cold 1 MiB blocks at random, each once, at depth 16 (one region), then at depth 1 (another, at most ${LAT_RUNTIME} s)." \
 	"$RECORDS"

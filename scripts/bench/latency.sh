@@ -108,7 +108,7 @@ lat_step() {
 		"--size=$rq" "--offset_increment=$rq"
 	lat_phase "${LAT_ROWS[2]}" "$lat" "$p" "$e" "$p" --rw=randread --bs=1M --numjobs=4 "--iodepth=$qd" \
 		"--offset=$((R + G))M" "--size=$tq" "--offset_increment=$tq"
-	lat_phase "${LAT_ROWS[3]}" "$lat" "$p" "$e" "$LAT_WINDOW" --rw=read --bs=1M --numjobs=1 --iodepth=1 \
+	lat_phase "${LAT_ROWS[3]}" "$lat" "$p" "$e" "${LAT_WINDOW:-$p}" --rw=read --bs=1M --numjobs=1 --iodepth=1 \
 		"--size=${R}M" "--runtime=$LAT_RUNTIME"
 	stop_checked latency
 }

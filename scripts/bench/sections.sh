@@ -41,12 +41,15 @@ serve_objbacker() {
 s3url() { printf 's3://%s?endpoint=%s' "$1" "$ENDPOINT"; }
 
 # alternate prints its arguments in order on odd repeats and reversed on
-# even ones, so that neither side of a pair always runs first.
+# even ones, so that no subject always runs first.
 alternate() {
+	local i
 	if ((REP % 2)); then
 		printf '%s\n' "$@"
 	else
-		printf '%s\n' "$2" "$1"
+		for ((i = $#; i >= 1; i--)); do
+			printf '%s\n' "${!i}"
+		done
 	fi
 }
 
@@ -74,6 +77,7 @@ nbd_phase() {
 	case $subject in
 	objbacker) uri=nbd://127.0.0.1:$NBD_OB_PORT/mem pid=${PIDS[nbd-objbacker]} ;;
 	nbdkit) uri=nbd://127.0.0.1:$NBD_KIT_PORT/mem pid=${PIDS[nbdkit]} ;;
+	baseline) uri=nbd://127.0.0.1:$NBD_BASE_PORT/mem pid=${PIDS[nbd-baseline]} ;;
 	esac
 	nbd_fio_args "$row"
 	measure nbd "$row" "$subject" --server "$pid" --result "$out" -- \
@@ -105,13 +109,23 @@ section_nbd() {
 		wait_port nbdkit "$NBD_KIT_PORT"
 		nbd_prefill "nbd://127.0.0.1:$NBD_OB_PORT/mem"
 		nbd_prefill "nbd://127.0.0.1:$NBD_KIT_PORT/mem"
+		local subjects=(objbacker nbdkit)
+		if [[ -n $BASELINE ]]; then
+			OBJBACKER=$BASELINE_BIN start_objbacker nbd-baseline "$cache" mem=mem://
+			NBD_BASE_PORT=$PORT
+			nbd_prefill "nbd://127.0.0.1:$NBD_BASE_PORT/mem"
+			subjects+=(baseline)
+		fi
 		for row in "${nbd_rows[@]}"; do
-			for subject in $(alternate objbacker nbdkit); do
+			for subject in $(alternate "${subjects[@]}"); do
 				attempts nbd_phase "$row" "$subject"
 			done
 		done
 		stop_checked nbd-objbacker
 		stop_checked nbdkit
+		if [[ -n $BASELINE ]]; then
+			stop_checked nbd-baseline
+		fi
 	done
 }
 
