@@ -1,14 +1,19 @@
 package blockmap
 
-// Read-ahead follows the Linux kernel's: a reader whose read continues its
-// previous one gets a first window of initialWindow blocks fetched in the
-// background; each later window is twice the one before, up to the
+// Read-ahead follows the Linux kernel's: a reader whose reads continued
+// each other sequentialReads times gets a first window of initialWindow
+// blocks fetched in the background; each later window is twice the one before, up to the
 // device's maximum (resolveReadAhead), and starts as the reader reaches the
 // first block of the window before it, the marker, rather than once it has
 // consumed it. So a window is on its way while the reader reads the one
 // before, and a reader at queue depth 1 keeps up to a maximum window of
 // fetches in flight: its throughput is that window per round trip. A reader
 // that is not sequential gets none, and costs nothing but its stream slot.
+// A window grows only while the stream's reader has read at least half of
+// the blocks the stream has passed over: random reads that land in a
+// stream's windows by chance move it forward, but do not feed it (without
+// this, one connection's random reads at depth 16 kept 8 streams growing
+// and spent half as many fetches again on blocks no one read).
 //
 // Several interleaved sequential readers (one per fio job, say) each keep
 // their own stream in a small table. A read belongs to the stream it
@@ -26,6 +31,13 @@ package blockmap
 // one page at a time (4 × the request).
 const initialWindow = 4
 
+// sequentialReads is how many reads in a row, each continuing the one
+// before, make a stream sequential. Two happen to random readers: a random
+// read continues one of streamSlots streams with a chance of streamSlots
+// in the blocks it reads from (3 % over 256 blocks, each time a window of
+// initialWindow fetched for nothing); three seldom do.
+const sequentialReads = 3
+
 // streamSlots is how many sequential readers are told apart.
 const streamSlots = 8
 
@@ -37,6 +49,11 @@ type stream struct {
 	end    int64  // the end of the latest window
 	issued int64  // the blocks up to it are fetched, or needed no fetch
 	used   uint64 // when the stream was last read, for replacing the oldest
+	// begin is the stream's first block, and read how many blocks its
+	// reads have covered since (reads of a block twice count twice), so
+	// that read < (next-begin)/2 says its reads skip more than they read.
+	begin, read int64
+	reads       int // reads that continued the stream while it had no window
 }
 
 // resolveReadAhead returns the largest window a stream grows to, from
@@ -71,19 +88,24 @@ func (d *Device) noteRead(first, last int64) {
 				s = &d.streams[i]
 			}
 		}
-		*s = stream{next: last + 1, used: d.readClock}
+		*s = stream{next: last + 1, used: d.readClock, begin: first, read: last - first + 1, reads: 1}
 		return
 	}
 	s.used = d.readClock
+	s.read += last - first + 1
 	if last >= s.next {
 		s.next = last + 1
 		switch {
 		case s.window == 0:
-			// The read follows the one before: the stream is sequential.
+			// The read follows the one before: once it has done so often
+			// enough, the stream is sequential.
+			if s.reads++; s.reads < sequentialReads {
+				break
+			}
 			s.window = min(initialWindow, d.maxWindow)
 			s.marker, s.end = s.next, s.next+s.window
 			s.issued = s.next
-		case last >= s.marker:
+		case last >= s.marker && 2*s.read >= s.next-s.begin:
 			// The reader reached the latest window: start the next one.
 			s.window = min(2*s.window, d.maxWindow)
 			s.marker = max(s.end, s.next)
