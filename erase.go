@@ -97,6 +97,12 @@ func erase(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// The record of the last clean stop goes first: a device created on
+	// the bucket later continues none, so a client still attached to the
+	// erased one is never reconnected to it.
+	if err := store.Delete(c.Context, blockmap.CleanStopKey); err != nil {
+		return err
+	}
 	if err := store.Delete(c.Context, blockmap.DescriptorKey); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/objbacker/objbacker/blockmap"
 	"github.com/objbacker/objbacker/internal/bytesize"
 	"github.com/objbacker/objbacker/nbd"
 )
@@ -79,7 +80,7 @@ func serve(c *cli.Context) error {
 		g := e.device.Geometry()
 		exports = append(exports, &nbd.Export{
 			Name:               e.spec.Name,
-			Description:        fmt.Sprintf("objbacker %s, %s blocks", redact(e.spec.URL), bytesize.Format(g.BlockSize)),
+			Description:        exportDescription(e.spec.URL, g.BlockSize, e.device),
 			Backend:            e.device,
 			ReadOnly:           c.Bool("read-only"),
 			MinBlockSize:       minBlock,
@@ -126,4 +127,11 @@ func nbdURI(addr net.Addr, export string) string {
 		host = "localhost"
 	}
 	return (&url.URL{Scheme: "nbd", Host: net.JoinHostPort(host, port), Path: "/" + export}).String()
+}
+
+// exportDescription is an export's NBD_INFO_DESCRIPTION: what it serves,
+// then the device's incarnation tag (blockmap.IncarnationTag), which
+// objbacker attach reads to tell a clean restart from a crash.
+func exportDescription(url string, blockSize int64, d *blockmap.Device) string {
+	return fmt.Sprintf("objbacker %s, %s blocks %s", redact(url), bytesize.Format(blockSize), blockmap.IncarnationTag(d.Incarnation()))
 }

@@ -297,7 +297,7 @@ func (d *Device) close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), ReleaseTimeout)
 	defer cancel()
-	return d.mount.Release(ctx)
+	return d.mount.ReleaseClean(ctx)
 }
 
 // Abort cancels the store requests under way and fails every operation

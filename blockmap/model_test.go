@@ -713,7 +713,7 @@ func (r *modelRound) verify(e int, closeErr error) bool {
 	err = r.mem.List(ctx, "", "", func(info objstore.ObjectInfo) error {
 		n, ok := ParseBlockKey(info.Key)
 		if !ok {
-			if info.Key != DescriptorKey && info.Key != MountMarkerKey {
+			if info.Key != DescriptorKey && info.Key != MountMarkerKey && info.Key != CleanStopKey {
 				t.Errorf("%v: epoch %d: unexpected object %q", r, e, info.Key)
 			}
 			return nil

@@ -76,11 +76,47 @@ func ResetMountMarker(ctx context.Context, store objstore.Store) error {
 	return nil
 }
 
+// CleanStopKey is the object in which a device that stopped cleanly (every
+// acknowledged write stored, its marker still its own) leaves its mount
+// token, just before it removes its marker. The next device reads it at
+// its claim: it continues that incarnation. A client that stays attached
+// across a restart (objbacker attach) compares the two, and so tells a
+// clean restart from a crash whose lost writes a reconnect would hide.
+const CleanStopKey = "objbacker-clean-stop"
+
 // Mount is a claim on a bucket: the mount marker this process set, told
 // from any other by its token.
 type Mount struct {
 	store objstore.Store
 	token string
+	// continues is the token CleanStopKey held at the claim: the device
+	// that last stopped cleanly; "" if none ever did.
+	continues string
+}
+
+// Incarnation is the claim's token: the one this device leaves in
+// CleanStopKey if it stops cleanly.
+func (mt *Mount) Incarnation() string { return mt.token }
+
+// Continues is the incarnation of the device that last stopped cleanly on
+// the bucket before this claim, or "" if none did.
+func (mt *Mount) Continues() string { return mt.continues }
+
+// readCleanStop returns the token in CleanStopKey, or "".
+func readCleanStop(ctx context.Context, store objstore.Store) (string, error) {
+	rc, _, err := store.Get(ctx, CleanStopKey, 0, 64)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", CleanStopKey, err)
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(rc)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", CleanStopKey, err)
+	}
+	return strings.TrimSpace(string(body)), nil
 }
 
 // Claim attempts and backoff: Retrying passes a create-only PUT through
@@ -113,7 +149,11 @@ func ClaimMount(ctx context.Context, store objstore.Store, force bool) (*Mount, 
 			return nil, mountedError(m)
 		}
 	}
-	mt := &Mount{store: store, token: fmt.Sprintf("%08x", rand.Uint32()|1)}
+	continues, err := readCleanStop(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	mt := &Mount{store: store, token: fmt.Sprintf("%08x", rand.Uint32()|1), continues: continues}
 	host, _ := os.Hostname()
 	// The token is in the body too, so that markers of two daemons differ
 	// in their ETags, which some stores compute from the body alone (S3's
@@ -176,7 +216,15 @@ var errNotOurs = errors.New("the mount marker is another's")
 // one held it, and stays. The delete is conditional on the ETag read with
 // the token, atomic where the store can (objstore.Store.DeleteIfMatch).
 // Failures wrap ErrMountNotReleased. A missing marker is not an error.
-func (mt *Mount) Release(ctx context.Context) error {
+func (mt *Mount) Release(ctx context.Context) error { return mt.release(ctx, false) }
+
+// ReleaseClean is Release for a device that stored every acknowledged
+// write: with the marker still ours, it first leaves the claim's token in
+// CleanStopKey. If that fails the marker stays, and the stop counts as
+// unclean.
+func (mt *Mount) ReleaseClean(ctx context.Context) error { return mt.release(ctx, true) }
+
+func (mt *Mount) release(ctx context.Context, clean bool) error {
 	m, ok, err := ReadMountMarker(ctx, mt.store)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMountNotReleased, err)
@@ -186,6 +234,11 @@ func (mt *Mount) Release(ctx context.Context) error {
 	}
 	if m.Token != mt.token {
 		return takenOver(m)
+	}
+	if clean {
+		if _, err := mt.store.Put(ctx, CleanStopKey, []byte(mt.token+"\n"), objstore.PutOptions{ContentType: mountMarkerType}); err != nil {
+			return fmt.Errorf("%w: recording the clean stop in %s: %w", ErrMountNotReleased, CleanStopKey, err)
+		}
 	}
 	err = mt.store.DeleteIfMatch(ctx, MountMarkerKey, m.ETag)
 	switch {

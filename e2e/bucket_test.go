@@ -21,9 +21,13 @@ import (
 // as 8 lower-case hex digits.
 var blockKey = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
-// descriptorKey is objbacker's own record of the geometry, the one other
-// object it writes (blockmap.DescriptorKey).
-const descriptorKey = "objbacker-device"
+// descriptorKey is objbacker's own record of the geometry, and
+// cleanStopKey its record of the last clean stop (blockmap.DescriptorKey,
+// blockmap.CleanStopKey): the other objects it writes.
+const (
+	descriptorKey = "objbacker-device"
+	cleanStopKey  = "objbacker-clean-stop"
+)
 
 // bucketReport is what checkBucket found.
 type bucketReport struct {
@@ -58,6 +62,7 @@ func checkBucket(t *testing.T, endpoint, bucket, prefix string, blockSize int64)
 			switch {
 			case ok && name == descriptorKey:
 				r.descriptor = true
+			case ok && name == cleanStopKey:
 			case !ok || !blockKey.MatchString(name):
 				problem("%s: not a block object of prefix %q", key, prefix)
 			case aws.ToInt64(obj.Size) != blockSize:
