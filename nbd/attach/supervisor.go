@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,7 +56,10 @@ type Supervisor struct {
 
 	index       int
 	export      Export
-	incarnation string // "" when the server does not say it
+	// incarnation is "" when the server does not say it. Only Attach and
+	// Run write it; they hold mu for that, Incarnation for reading it.
+	incarnation string
+	mu          sync.Mutex
 	socks       []sockID
 }
 
@@ -95,7 +99,17 @@ func (s *Supervisor) Device() string { return fmt.Sprintf("/dev/nbd%d", s.index)
 
 // Incarnation is the server incarnation the device is attached to ("" if
 // the server does not say).
-func (s *Supervisor) Incarnation() string { return s.incarnation }
+func (s *Supervisor) Incarnation() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.incarnation
+}
+
+func (s *Supervisor) setIncarnation(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.incarnation = token
+}
 
 // ErrRefused is wrapped by the errors of a reconnect that must not happen:
 // a lossy restart, or a server that does not say its incarnation.
@@ -151,7 +165,7 @@ func (s *Supervisor) Attach(ctx context.Context) error {
 	}
 	inc, ok := ParseIncarnation(e.Description)
 	if ok {
-		s.incarnation = inc.Token
+		s.setIncarnation(inc.Token)
 	}
 	attrs := []any{"device", s.Device(), "server", s.opt.Addr, "export", s.opt.Export,
 		"size", e.Size, "block_size", bs, "flags", fmt.Sprintf("%#x", e.Flags), "connections", len(conns),
@@ -313,7 +327,7 @@ func (s *Supervisor) replace(ctx context.Context, dead []int) error {
 	if err := s.kernel.Reconfigure(s.index, fds); err != nil {
 		return err
 	}
-	s.incarnation = incarnation
+	s.setIncarnation(incarnation)
 	for i, pos := range dead {
 		s.socks[pos] = conns[i].id
 	}
