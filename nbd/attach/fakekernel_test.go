@@ -24,6 +24,7 @@ type fakeKernel struct {
 	msgs     []fakeMsg
 	fds      []int
 	linkDead chan int
+	detached bool
 	wg       sync.WaitGroup
 }
 
@@ -110,6 +111,20 @@ func (f *fakeKernel) serve(greq genetlink.Message, _ netlink.Message) ([]genetli
 	f.mu.Lock()
 	f.msgs = append(f.msgs, m)
 	f.mu.Unlock()
+	if m.cmd == cmdStatus {
+		f.mu.Lock()
+		connected := !f.detached
+		f.mu.Unlock()
+		return []genetlink.Message{{Header: genetlink.Header{Command: cmdStatus}, Data: statusReply(index, connected)}}, nil
+	}
+	if m.cmd == cmdDisconnect {
+		f.mu.Lock()
+		f.detached = true
+		for _, fd := range f.fds {
+			unix.Shutdown(fd, unix.SHUT_RDWR)
+		}
+		f.mu.Unlock()
+	}
 	if m.cmd == cmdConnect {
 		ae := netlink.NewAttributeEncoder()
 		ae.Uint32(attrIndex, index)
@@ -147,4 +162,36 @@ func (f *fakeKernel) messages() []fakeMsg {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]fakeMsg(nil), f.msgs...)
+}
+
+// statusReply encodes NBD_ATTR_DEVICE_LIST with one device.
+func statusReply(index uint32, connected bool) []byte {
+	ae := netlink.NewAttributeEncoder()
+	ae.Nested(attrDeviceList, func(list *netlink.AttributeEncoder) error {
+		list.Nested(deviceItem, func(item *netlink.AttributeEncoder) error {
+			item.Uint32(deviceIndex, index)
+			var c uint8
+			if connected {
+				c = 1
+			}
+			item.Uint8(deviceConnected, c)
+			return nil
+		})
+		return nil
+	})
+	b, _ := ae.Encode()
+	return b
+}
+
+// messagesOf leaves out STATUS requests.
+func messagesOf(msgs []fakeMsg, cmds ...uint8) []fakeMsg {
+	var out []fakeMsg
+	for _, m := range msgs {
+		for _, c := range cmds {
+			if m.cmd == c {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }

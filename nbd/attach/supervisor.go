@@ -54,8 +54,8 @@ type Supervisor struct {
 	kernel *Kernel
 	log    *slog.Logger
 
-	index       int
-	export      Export
+	index  int
+	export Export
 	// incarnation is "" when the server does not say it. Only Attach and
 	// Run write it; they hold mu for that, Incarnation for reading it.
 	incarnation string
@@ -219,6 +219,10 @@ func (s *Supervisor) Run(ctx context.Context, linkDead <-chan int) error {
 		if len(dead) == 0 {
 			continue
 		}
+		if !s.configured() {
+			s.log.Info("the device was disconnected; the supervisor stops", "device", s.Device())
+			return nil
+		}
 		if err := s.reconnect(ctx, dead); err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -226,6 +230,17 @@ func (s *Supervisor) Run(ctx context.Context, linkDead <-chan int) error {
 			return err
 		}
 	}
+}
+
+// configured reports whether the device is still configured: false once
+// it was detached (objbacker detach). An error counts as configured.
+func (s *Supervisor) configured() bool {
+	st, err := s.kernel.Status(s.index)
+	if err != nil {
+		s.log.Warn("NBD_CMD_STATUS", "device", s.Device(), "err", err)
+		return true
+	}
+	return st[s.index]
 }
 
 // deadSockets returns the positions in s.socks of the connections that

@@ -78,7 +78,7 @@ func (f *fixture) reconfigured(n int) []fakeMsg {
 	f.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		msgs := f.fake.messages()
+		msgs := messagesOf(f.fake.messages(), cmdConnect, cmdReconfigure)
 		socks := 0
 		for _, m := range msgs[1:] {
 			if m.cmd != cmdReconfigure || m.attrs[attrIndex] != 5 || m.socks == 0 {
@@ -207,7 +207,7 @@ func TestLossyRestartNotReconnected(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Run still runs 10 s after a lossy restart")
 			}
-			if msgs := f.fake.messages(); len(msgs) != 1 {
+			if msgs := messagesOf(f.fake.messages(), cmdConnect, cmdReconfigure); len(msgs) != 1 {
 				t.Fatalf("messages %+v: the device was reconfigured", msgs)
 			}
 		})
@@ -229,7 +229,32 @@ func TestNoIncarnationNotReconnected(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run still runs")
 	}
-	if msgs := f.fake.messages(); len(msgs) != 1 {
+	if msgs := messagesOf(f.fake.messages(), cmdConnect, cmdReconfigure); len(msgs) != 1 {
 		t.Fatalf("messages %+v", msgs)
+	}
+}
+
+// TestDetachStopsSupervisor: after NBD_CMD_DISCONNECT the supervisor sees
+// its connections die, finds the device unconfigured, and returns.
+func TestDetachStopsSupervisor(t *testing.T) {
+	f := attachFixture(t, "objbacker test [incarnation=aa01 continues=none]")
+	f.run()
+	if err := f.s.kernel.Disconnect(5); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-f.done:
+		f.done <- err
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still runs after the device was detached")
+	}
+	if msgs := messagesOf(f.fake.messages(), cmdReconfigure); len(msgs) != 0 {
+		t.Fatalf("reconfigured a detached device: %+v", msgs)
+	}
+	if d := messagesOf(f.fake.messages(), cmdDisconnect); len(d) != 1 || d[0].attrs[attrIndex] != 5 {
+		t.Fatalf("DISCONNECT %+v", d)
 	}
 }
