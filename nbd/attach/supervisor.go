@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -110,6 +112,8 @@ func (s *Supervisor) setIncarnation(token string) {
 	defer s.mu.Unlock()
 	s.incarnation = token
 }
+
+var errDetached = errors.New("the device was detached")
 
 // ErrRefused is wrapped by the errors of a reconnect that must not happen:
 // a lossy restart, or a server that does not say its incarnation.
@@ -227,20 +231,32 @@ func (s *Supervisor) Run(ctx context.Context, linkDead <-chan int) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if errors.Is(err, errDetached) {
+				s.log.Info("the device was disconnected; the supervisor stops", "device", s.Device())
+				return nil
+			}
 			return err
 		}
 	}
 }
 
 // configured reports whether the device is still configured: false once
-// it was detached (objbacker detach). An error counts as configured.
+// it was detached (objbacker detach). NBD_CMD_STATUS counts a device as
+// connected while anything holds its configuration, which outlives a
+// disconnect for a while (seen on 6.1: RECONFIGURE then fails with "not
+// configured"); the pid attribute in sysfs exists only while the device
+// is set up. An error counts as configured.
 func (s *Supervisor) configured() bool {
 	st, err := s.kernel.Status(s.index)
 	if err != nil {
 		s.log.Warn("NBD_CMD_STATUS", "device", s.Device(), "err", err)
 		return true
 	}
-	return st[s.index]
+	if !st[s.index] {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(s.opt.Sysfs, "block", fmt.Sprintf("nbd%d", s.index), "pid"))
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 // deadSockets returns the positions in s.socks of the connections that
@@ -277,6 +293,9 @@ func (s *Supervisor) reconnect(ctx context.Context, dead []int) error {
 		}
 		if errors.Is(err, ErrRefused) || ctx.Err() != nil {
 			return err
+		}
+		if !s.configured() {
+			return errDetached
 		}
 		if msg := err.Error(); msg != lastErr {
 			s.log.Info("reconnect attempt failed; retrying", "device", s.Device(), "err", err)

@@ -31,6 +31,7 @@ func fakeSysfs(t *testing.T, index int) string {
 	}
 	os.WriteFile(filepath.Join(q, "max_hw_sectors_kb"), []byte("32768\n"), 0o644)
 	os.WriteFile(filepath.Join(q, "max_sectors_kb"), []byte("128\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "block", "nbd"+itoa(index), "pid"), []byte("1\n"), 0o644)
 	return root
 }
 

@@ -127,8 +127,10 @@ make_sources() {
 reconnects() {
 	for _d in $NBD_DEVS; do
 		_l=/tmp/attach-${_d#/dev/}.log
-		say "$_d: $(grep -c 'msg=reconnected' "$_l") reconnects, $(grep -c 'clean restart' "$_l") clean continuations; last: $(grep 'msg=reconnected' "$_l" | tail -n 1)"
+		say "$_d: $(grep -c 'msg=reconnected' "$_l") reconnects, $(grep -c 'clean restart' "$_l") clean continuations"
+		grep -v 'max_sectors_kb set' "$_l" | tail -n 30 | sed "s/^/E2E| attach ${_d#/dev/}: /"
 	done
+	dmesg | grep -i 'nbd' | tail -n 30 | sed 's/^/E2E| dmesg: /'
 }
 
 stop_supervisors() {
