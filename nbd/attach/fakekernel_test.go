@@ -32,6 +32,7 @@ type fakeKernel struct {
 // number of descriptors received).
 type fakeMsg struct {
 	cmd   uint8
+	ack   bool // the request asked for an acknowledgement
 	attrs map[uint16]uint64
 	socks int
 }
@@ -60,8 +61,14 @@ func newFakeKernel(t *testing.T) (*fakeKernel, *Kernel) {
 	return f, k
 }
 
-func (f *fakeKernel) serve(greq genetlink.Message, _ netlink.Message) ([]genetlink.Message, error) {
-	m := fakeMsg{cmd: greq.Header.Command, attrs: map[uint16]uint64{}}
+func (f *fakeKernel) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlink.Message, error) {
+	m := fakeMsg{cmd: greq.Header.Command, ack: nreq.Header.Flags&netlink.Acknowledge != 0, attrs: map[uint16]uint64{}}
+	if (m.cmd == cmdConnect || m.cmd == cmdStatus) == m.ack {
+		// The driver answers CONNECT and STATUS with a message; an
+		// acknowledgement would follow it and be read as the answer to the
+		// next request.
+		f.t.Errorf("command %d sent with acknowledge=%v", m.cmd, m.ack)
+	}
 	ad, err := netlink.NewAttributeDecoder(greq.Data)
 	if err != nil {
 		return nil, err

@@ -99,11 +99,21 @@ func newKernel(c *genetlink.Conn) (*Kernel, error) {
 // Close closes the netlink socket.
 func (k *Kernel) Close() error { return k.c.Close() }
 
+// execute sends a request and reads its answer. CONNECT and STATUS answer
+// with a message of their own, the others with nothing but an
+// acknowledgement. Asking a command that answers for an acknowledgement
+// too would leave that second message unread, and the next request would
+// read it as its own answer (seen on 6.1: "mismatched sequence in netlink
+// reply" on every request after the CONNECT). Errors come back either way.
 func (k *Kernel) execute(cmd uint8, data []byte) ([]genetlink.Message, error) {
+	flags := netlink.Request
+	if cmd != cmdConnect && cmd != cmdStatus {
+		flags |= netlink.Acknowledge
+	}
 	return k.c.Execute(genetlink.Message{
 		Header: genetlink.Header{Command: cmd, Version: k.family.Version},
 		Data:   data,
-	}, k.family.ID, netlink.Request|netlink.Acknowledge)
+	}, k.family.ID, flags)
 }
 
 // Connect configures a device with the sockets fds, which must be in the
