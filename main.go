@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"OBJBACKER_LOG_LEVEL"}},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", EnvVars: []string{"OBJBACKER_LOG_FORMAT"}},
 		},
-		Commands:     []*cli.Command{serveCommand(), vdevCommand(), infoCommand(), eraseCommand(), resetMountedCommand()},
+		Commands:     []*cli.Command{serveCommand(), vdevCommand(), infoCommand(), eraseCommand(), resetMountedCommand(), attachCommand(), detachCommand()},
 		OnUsageError: onUsageError,
 		// Errors are printed and turned into exit codes below, in one place.
 		ExitErrHandler: func(*cli.Context, error) {},

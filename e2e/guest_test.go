@@ -31,6 +31,9 @@ type boot struct {
 	// onSynced, if set, runs when the guest has synced its pool and waits
 	// to be killed (end=sync); QEMU is killed after it.
 	onSynced func()
+	// onLine, if set, sees every line of the console as it comes; it must
+	// not block.
+	onLine func(line string)
 }
 
 // guest is a QEMU process and what it printed so far.
@@ -122,6 +125,9 @@ func (v *vm) run(t *testing.T, b boot) {
 		var lines []string
 		lines, offset, partial = readLines(g.console, offset, partial)
 		for _, line := range lines {
+			if b.onLine != nil {
+				b.onLine(line)
+			}
 			switch {
 			case strings.HasPrefix(line, "E2E| "):
 				t.Logf("%s| %s", b.name, strings.TrimPrefix(line, "E2E| "))

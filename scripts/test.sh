@@ -78,8 +78,8 @@ go vet "${packages[@]}"
 # for code that changed since; on 2026-12-03 it reported the fault suite
 # passed without running it.
 if ((everything)); then
-	log "go test -count=1 -race -timeout 40m $* -skip ^(TestZFS|TestVdev|TestFaults)\$ ./..."
-	go test -count=1 -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev|TestFaults)$' ./...
+	log "go test -count=1 -race -timeout 40m $* -skip ^(TestZFS|TestVdev|TestRestart|TestFaults)\$ ./..."
+	go test -count=1 -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev|TestRestart|TestFaults)$' ./...
 	# Block buffers live outside the Go heap only without -race, which
 	# watches heap memory alone (blockmap/arena_heap.go): run the packages
 	# that use them once more on mapped memory.
@@ -92,6 +92,10 @@ if ((everything)); then
 	# The native vdev (docs/vdev.md): the objbacker-patched ZFS in the guest.
 	log "go test -count=1 -race -timeout 40m $* -v -run ^TestVdev\$ ./e2e/"
 	go test -count=1 -race -timeout 40m "$@" -v -run '^TestVdev$' ./e2e/
+	# Restarts under a live pool (issue 17): objbacker attach in the guest,
+	# five SIGTERM restarts of the server under a load.
+	log "go test -count=1 -race -timeout 40m $* -v -run ^TestRestart\$ ./e2e/"
+	go test -count=1 -race -timeout 40m "$@" -v -run '^TestRestart$' ./e2e/
 	# The fault suite (e2e/faults, about 3 min): objbacker behind a
 	# fault-injecting proxy, killed and raced; verbose for its table of
 	# figures (README, "The fault suite").
