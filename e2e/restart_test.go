@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -96,6 +97,7 @@ func TestRestart(t *testing.T) {
 	// "E2E-LOAD-RUNNING" on; the last server is handed back on done.
 	done := make(chan *objbacker, 1)
 	var started atomic.Bool
+	var continuations sync.Map // device → clean continuations, from the guest's summary
 	restartAll := func() {
 		s := server
 		defer func() { stop.Store(true); done <- s }()
@@ -120,6 +122,11 @@ func TestRestart(t *testing.T) {
 			if line == "E2E-LOAD-RUNNING" && started.CompareAndSwap(false, true) {
 				go restartAll()
 			}
+			var dev string
+			var reconnects, clean int
+			if n, _ := fmt.Sscanf(line, "E2E| %s %d reconnects, %d clean continuations", &dev, &reconnects, &clean); n == 3 {
+				continuations.Store(strings.TrimSuffix(dev, ":"), clean)
+			}
 		}})
 	if !started.Load() {
 		t.Fatal("the guest never started its load")
@@ -127,6 +134,16 @@ func TestRestart(t *testing.T) {
 	last := <-done
 	if !stop.Load() {
 		t.Fatal("the restarts did not finish")
+	}
+	// Every restart closed every connection: each device must have been
+	// reconnected to a continuing daemon at least once per restart, or the
+	// load ran on something other than the restarted servers.
+	for i := range restartExports {
+		dev := fmt.Sprintf("/dev/nbd%d", i)
+		n, ok := continuations.Load(dev)
+		if !ok || n.(int) < restarts {
+			t.Errorf("%s: %v clean continuations in the supervisor's log, want at least %d (one per restart)", dev, n, restarts)
+		}
 	}
 	last.reportMetrics(t, names)
 	last.stopClean(t)

@@ -2,7 +2,8 @@ package attach
 
 import (
 	"fmt"
-	"regexp"
+
+	"github.com/objbacker/objbacker/blockmap"
 )
 
 // Incarnation is what a server says about its history on an export, at the
@@ -16,15 +17,17 @@ type Incarnation struct {
 	Continues string // "none" for a bucket no daemon stopped cleanly on
 }
 
-var incarnationRE = regexp.MustCompile(` ?\[incarnation=([0-9a-f]+) continues=([0-9a-f]+|none)\]$`)
-
-// ParseIncarnation reads the bracket at the end of a description.
+// ParseIncarnation reads the tag at the end of a description, as the
+// daemon writes it (blockmap.IncarnationTag).
 func ParseIncarnation(description string) (Incarnation, bool) {
-	m := incarnationRE.FindStringSubmatch(description)
-	if m == nil {
+	token, continues, ok := blockmap.ParseIncarnationTag(description)
+	if !ok {
 		return Incarnation{}, false
 	}
-	return Incarnation{Token: m[1], Continues: m[2]}, true
+	if continues == "" {
+		continues = "none"
+	}
+	return Incarnation{Token: token, Continues: continues}, true
 }
 
 func (i Incarnation) String() string {
