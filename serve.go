@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
+
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
@@ -99,9 +102,13 @@ func serve(c *cli.Context) error {
 	defer stopMetrics()
 	set.logReady(func(e *openedExport) []any { return []any{"uri", nbdURI(ln.Addr(), e.spec.Name)} })
 	log.Info("serving", "listen", ln.Addr().String(), "exports", len(opened))
+	// Under systemd (Type=notify, scripts/systemd): units ordered after
+	// this one, such as objbacker attach, start once the exports answer.
+	notifySystemd(log, sddaemon.SdNotifyReady)
 
 	stopped := set.watchStop(ctx, c.Duration("stop-timeout"))
 	serveErr := srv.Serve(ctx, ln)
+	notifySystemd(log, sddaemon.SdNotifyStopping)
 	log.Info("stopping: flushing dirty blocks")
 	flushErr := set.close()
 	stopped()
@@ -134,4 +141,12 @@ func nbdURI(addr net.Addr, export string) string {
 // objbacker attach reads to tell a clean restart from a crash.
 func exportDescription(url string, blockSize int64, d *blockmap.Device) string {
 	return fmt.Sprintf("objbacker %s, %s blocks %s", redact(url), bytesize.Format(blockSize), blockmap.IncarnationTag(d.Incarnation()))
+}
+
+// notifySystemd tells systemd of a state change if it started the daemon
+// with a notification socket ($NOTIFY_SOCKET); otherwise it does nothing.
+func notifySystemd(log *slog.Logger, state string) {
+	if _, err := sddaemon.SdNotify(false, state); err != nil {
+		log.Warn("notifying systemd", "state", state, "err", err)
+	}
 }

@@ -16,7 +16,7 @@ readonly MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 readonly FAKEGCS_VERSION=v1.56.1
 readonly AZURITE_VERSION=3.35.0
 # curl is for scripts/minio.sh's readiness poll.
-readonly APT_PACKAGES=(libnbd-bin qemu-utils fio nbdkit python3-libnbd curl s3backer)
+readonly APT_PACKAGES=(libnbd-bin qemu-utils fio nbdkit python3-libnbd curl s3backer systemd)
 readonly CACHE=${OBJBACKER_CACHE:-$HOME/.cache/objbacker}
 
 LOG_PREFIX=deps

@@ -73,6 +73,10 @@ if [[ -n $unformatted ]]; then
 fi
 log "go vet ${packages[*]}"
 go vet "${packages[@]}"
+if ((everything)); then
+	# The systemd units (issue 17), as systemd itself reads them.
+	scripts/systemd/verify.sh
+fi
 # -count=1 everywhere: the e2e suites build and run the daemon as a child
 # process, which Go's test cache cannot see, so a cached pass could stand
 # for code that changed since; on 2026-12-03 it reported the fault suite
