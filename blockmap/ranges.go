@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,12 +15,16 @@ import (
 // A bucket of 10^8 blocks is 10^5 pages of 1000 keys, hours one page after
 // another: so the key space is split into ranges of keys, each listed by a
 // List call of its own, side by side. The device fills its presence map
-// this way (listing.go).
+// this way (listing.go), and CountObjects counts a bucket's objects.
 
 // keyRange is one part of the key space, one List call: the keys that
-// start with prefix.
+// start with prefix, come after startAfter and before before ("": no end).
 type keyRange struct {
-	prefix string
+	prefix, startAfter, before string
+	// rangeBefore, when set, is the prefix of the range that precedes a
+	// gap range (see gaps): its keys that the listing meets are that
+	// range's, and are left out.
+	rangeBefore string
 	// index, for plain names, is the range's place in the device: it
 	// holds the blocks [index<<shift, (index+1)<<shift). -1 otherwise.
 	index int
@@ -60,6 +65,43 @@ func splitKeys(l Layout, parallel int) (ranges []keyRange, shift uint) {
 	}
 	return ranges, shift
 }
+
+// rangeEndMark follows a range's prefix to make the startAfter of the gap
+// after it: the range's block names (hex digits, '-') and any key that
+// follows the prefix with printable ASCII sort before it, so that the gap
+// listing starts past them; the rare key of the range that sorts after it
+// is listed again and left out (keyRange.rangeBefore). Stores take it:
+// printable ASCII, unlike a byte 0xff, which is no UTF-8.
+const rangeEndMark = "~"
+
+// gaps returns the ranges that hold the keys outside ranges, which must be
+// prefixes of one length, in order: before the first, after the last, and
+// between two that are not neighbours in key order ("…9" and "…a", "0f"
+// and "10": a key "09x" or "0fx" lies between them). Each starts within
+// the range before it, at rangeEndMark, so that it does not list that
+// range again.
+func gaps(ranges []keyRange) []keyRange {
+	if len(ranges) == 0 {
+		return []keyRange{{index: -1}}
+	}
+	if ranges[0].prefix == "" {
+		return nil // one range holds every key
+	}
+	out := []keyRange{{before: ranges[0].prefix, index: -1}}
+	for i := 1; i < len(ranges); i++ {
+		prev, next := ranges[i-1].prefix, ranges[i].prefix
+		if next == prefixEnd(prev) {
+			continue
+		}
+		out = append(out, keyRange{startAfter: prev + rangeEndMark, before: next, rangeBefore: prev, index: -1})
+	}
+	last := ranges[len(ranges)-1].prefix
+	return append(out, keyRange{startAfter: last + rangeEndMark, rangeBefore: last, index: -1})
+}
+
+// prefixEnd is the first string after every key that starts with p, a
+// range's prefix of hex digits: its last digit plus one.
+func prefixEnd(p string) string { return p[:len(p)-1] + string(p[len(p)-1]+1) }
 
 // rangeLister lists ranges of a store's keys, parallel side by side.
 type rangeLister struct {
@@ -162,17 +204,26 @@ func (l *rangeLister) listRange(ctx context.Context, r keyRange) error {
 	return nil
 }
 
+// errRangeEnd stops a listing at its range's end.
+var errRangeEnd = errors.New("end of the range")
+
 // listOnce lists r once, handing its keys to l.keys in batches, and
 // reports whether they came in ascending order.
 func (l *rangeLister) listOnce(ctx context.Context, r keyRange, listing int) (ordered bool, err error) {
 	ordered = true
 	var last string
 	batch := make([]objstore.ObjectInfo, 0, listBatch)
-	err = l.store.List(ctx, r.prefix, "", func(info objstore.ObjectInfo) error {
+	err = l.store.List(ctx, r.prefix, r.startAfter, func(info objstore.ObjectInfo) error {
 		if last != "" && info.Key <= last {
 			ordered = false
 		}
 		last = info.Key
+		switch {
+		case r.before != "" && info.Key >= r.before:
+			return errRangeEnd
+		case r.rangeBefore != "" && len(info.Key) >= len(r.rangeBefore) && info.Key[:len(r.rangeBefore)] == r.rangeBefore:
+			return nil
+		}
 		if batch = append(batch, info); len(batch) == listBatch {
 			l.keys(r, listing, batch)
 			batch = batch[:0]
@@ -181,6 +232,9 @@ func (l *rangeLister) listOnce(ctx context.Context, r keyRange, listing int) (or
 	})
 	if len(batch) > 0 {
 		l.keys(r, listing, batch)
+	}
+	if errors.Is(err, errRangeEnd) {
+		err = nil
 	}
 	return ordered, err
 }
