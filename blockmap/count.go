@@ -26,7 +26,7 @@ type ObjectCount struct {
 func CountObjects(ctx context.Context, store objstore.Store, l Layout, parallel int, log *slog.Logger) (ObjectCount, error) {
 	var ranges []keyRange
 	if l.BlockSize > 0 {
-		ranges, _ = splitKeys(l, parallel)
+		ranges, _ = splitKeys(store, l, parallel)
 	}
 	ranges = append(ranges, gaps(ranges)...)
 	type tally struct {

@@ -72,7 +72,7 @@ func (d *Device) startListing(ctx context.Context, block0Probed bool) error {
 			return err
 		}
 	}
-	ranges, shift := splitKeys(Layout{d.geo, d.naming}, d.cfg.Parallel)
+	ranges, shift := splitKeys(d.store, Layout{d.geo, d.naming}, d.cfg.Parallel)
 	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{}),
 		ranges: len(ranges), shift: shift}
 	if !d.naming.HashPrefix {

@@ -36,12 +36,21 @@ type keyRange struct {
 // names are 8 hex digits, so a prefix of k digits is a range of 16^(8-k)
 // consecutive blocks, and shift is 4*(8-k); hash-prefixed names start with
 // 8 hex digits of a hash, uniform over the device, so a prefix of k digits
-// is 1/16^k of its blocks.
+// is 1/16^k of its blocks. A store whose every listing reads all its keys,
+// whatever the prefix (objstore.ListScansAll: file://), is one range, "":
+// split, it would be read once per range.
 //
 // The ranges hold every block of the device (and, for plain names, of the
 // last range's prefix), but not the keys outside their prefixes: other
 // objects, and blocks beyond the end of a device of plain names.
-func splitKeys(l Layout, parallel int) (ranges []keyRange, shift uint) {
+func splitKeys(store objstore.Store, l Layout, parallel int) (ranges []keyRange, shift uint) {
+	if objstore.ListScansAll(store) {
+		if l.Naming.HashPrefix {
+			return []keyRange{{index: -1}}, 0
+		}
+		// Plain names: blocks [0, 1<<32), every block.
+		return []keyRange{{index: 0}}, 32
+	}
 	blocks, want := l.Blocks(), int64(4*parallel)
 	if l.Naming.HashPrefix {
 		k := 0

@@ -30,7 +30,7 @@ func bucketWith(t *testing.T, l Layout, stride int64) *memstore.Store {
 	t.Helper()
 	mem := memstore.New()
 	for n := int64(0); n < l.Blocks(); n += stride {
-		if _, err := mem.Put(t.Context(), l.Naming.Key(n), []byte("block"), objstore.PutOptions{}); err != nil {
+		if _, err := mem.Put(t.Context(), l.Naming.Key(n), []byte("block"), objstorePut(l.Geometry)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestRangesAndGapsHoldEveryKeyOnce(t *testing.T) {
 	for name, l := range testLayouts {
 		t.Run(name, func(t *testing.T) {
 			mem := bucketWith(t, l, 301)
-			ranges, _ := splitKeys(l, 4)
+			ranges, _ := splitKeys(mem, l, 4)
 			ranges = append(ranges, gaps(ranges)...)
 			var mu sync.Mutex
 			seen := map[string]int{}
@@ -142,7 +142,7 @@ func TestCountObjects(t *testing.T) {
 			if got != want {
 				t.Errorf("CountObjects = %+v, want %+v", got, want)
 			}
-			if ranges, _ := splitKeys(l, 4); len(ranges) > 1 && store.most.Load() < 4 {
+			if ranges, _ := splitKeys(mem, l, 4); len(ranges) > 1 && store.most.Load() < 4 {
 				t.Errorf("at most %d listings in flight, want 4", store.most.Load())
 			}
 		})
@@ -155,7 +155,7 @@ func TestCountObjectsListedAgain(t *testing.T) {
 	l := Layout{Geometry{Size: 16 * mib, BlockSize: mib}, Naming{}}
 	mem := memstore.New()
 	for n := range int64(8) {
-		if _, err := mem.Put(t.Context(), l.Naming.Key(n), []byte("block"), objstore.PutOptions{}); err != nil {
+		if _, err := mem.Put(t.Context(), l.Naming.Key(n), []byte("block"), objstorePut(l.Geometry)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,5 +180,48 @@ func TestCountObjectsWithoutLayout(t *testing.T) {
 	// "00000000" and "00100000" are blocks of any device of plain names.
 	if want := (ObjectCount{Blocks: 2, Bytes: 5 + 12, Other: int64(len(oddKeys)) - 1}); got != want {
 		t.Errorf("CountObjects = %+v, want %+v", got, want)
+	}
+}
+
+// scanningStore lists as filestore does, reading every key whatever the
+// prefix.
+type scanningStore struct{ objstore.Store }
+
+func (scanningStore) ListScansAll() bool { return true }
+
+// A store whose every listing reads all its keys is listed in one range,
+// by the device and by CountObjects, not read once per range.
+func TestStoreThatScansAllIsListedOnce(t *testing.T) {
+	for name, l := range testLayouts {
+		t.Run(name, func(t *testing.T) {
+			mem := bucketWith(t, l, 301)
+			counts := new(objstore.Counts)
+			store := objstore.Counting(scanningStore{mem}, counts)
+			got, err := CountObjects(t.Context(), store, l, 4, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := CountObjects(t.Context(), mem, l, 4, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || counts.Lists.Load() != 1 {
+				t.Errorf("CountObjects = %+v in %d listings, want %+v in 1", got, counts.Lists.Load(), want)
+			}
+
+			counts.Lists.Store(0)
+			d, err := Open(t.Context(), Config{Store: store, Geometry: l.Geometry, HashPrefix: &l.Naming.HashPrefix, CacheSize: 16 << 20, Parallel: 4, Force: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			// Block 0 is present, and probed: no listing finds the first block.
+			if n := counts.Lists.Load(); n != 1 {
+				t.Errorf("the device listed the store in %d listings, want 1", n)
+			}
+			if st, stored := d.Stats(), (l.Blocks()+300)/301; st.BlocksPresent != stored {
+				t.Errorf("%d blocks present, want %d", st.BlocksPresent, stored)
+			}
+		})
 	}
 }

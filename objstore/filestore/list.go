@@ -139,3 +139,8 @@ func (s *Store) readDir(dir, base, name, startAfter string) ([]string, error) {
 func dirMayFollow(dir, startAfter string) bool {
 	return startAfter <= dir || strings.HasPrefix(startAfter, dir)
 }
+
+// ListScansAll is true: a listing reads the whole directory its prefix
+// names, however few of the names match (a directory has no order to
+// seek in).
+func (s *Store) ListScansAll() bool { return true }
