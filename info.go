@@ -16,11 +16,21 @@ func infoCommand() *cli.Command {
 		Name:      "info",
 		Usage:     "show the device a bucket holds: layout, sizes, encodings, mount marker, objects present",
 		ArgsUsage: "URL",
-		Action:    info,
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "LIST requests in flight: the key space is listed in ranges side by side, as serve lists it"},
+		},
+		Action: info,
 	}
 }
 
 func info(c *cli.Context) error {
+	if c.Int("parallel") < 1 {
+		return usageError{fmt.Errorf("--parallel %d: want at least 1", c.Int("parallel"))}
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
 	store, raw, err := openURLArg(c)
 	if err != nil {
 		return err
@@ -52,25 +62,18 @@ func info(c *cli.Context) error {
 	} else {
 		fmt.Fprintf(w, "mounted:        no\n")
 	}
-	var blocks, bytes, other int64
 	start := time.Now()
-	err = store.List(c.Context, "", "", func(o objstore.ObjectInfo) error {
-		if _, isBlock := f.Naming.Parse(o.Key); isBlock {
-			blocks++
-			bytes += o.Size
-		} else {
-			other++
-		}
-		return nil
-	})
+	// Retried as the device's listing is: a range resumes after its last
+	// key, where one listing of the whole bucket would start over.
+	count, err := blockmap.CountObjects(c.Context, objstore.Retrying(store, storeRetryPolicy, log), f.Layout, c.Int("parallel"), log)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", redact(raw), err)
 	}
-	fmt.Fprintf(w, "blocks present: %d (%d bytes stored)\n", blocks, bytes)
+	fmt.Fprintf(w, "blocks present: %d (%d bytes stored)\n", count.Blocks, count.Bytes)
 	if ok && f.Blocks() > 0 {
-		fmt.Fprintf(w, "allocated:      %.2f%% of %d blocks\n", 100*float64(blocks)/float64(f.Blocks()), f.Blocks())
+		fmt.Fprintf(w, "allocated:      %.2f%% of %d blocks\n", 100*float64(count.Blocks)/float64(f.Blocks()), f.Blocks())
 	}
-	fmt.Fprintf(w, "other objects:  %d\n", other)
+	fmt.Fprintf(w, "other objects:  %d\n", count.Other)
 	fmt.Fprintf(w, "listed in:      %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
 }

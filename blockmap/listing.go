@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/objbacker/objbacker/internal/bytesize"
@@ -62,51 +60,6 @@ func (d *Device) learn(n int64, present bool) {
 	}
 }
 
-// listAttempts bounds the listings of one range made of a store that lists
-// keys out of order.
-const listAttempts = 3
-
-// listRange is one part of the key space: the keys starting with prefix;
-// for plain names, the blocks of rangeDone[index].
-type listRange struct {
-	prefix string
-	index  int
-}
-
-// ranges splits the key space into at least 4 ranges per store request in
-// flight where the device is large enough, each of at least a few pages.
-// Plain names are 8 hex digits, so a prefix of k digits is a range of
-// 16^(8-k) consecutive blocks; hash-prefixed names start with 8 hex digits
-// of a hash, uniform over the device, so a prefix of k digits is 1/16^k of
-// its blocks. It sets the listing's shift and rangeDone for plain names.
-func (d *Device) ranges() []listRange {
-	blocks, want := d.geo.Blocks(), int64(4*d.cfg.Parallel)
-	var out []listRange
-	if d.naming.HashPrefix {
-		k := 0
-		for k < 4 && int64(1)<<(4*(k+1)) <= want && blocks>>(4*(k+1)) >= 4000 {
-			k++
-		}
-		for i := range 1 << (4 * k) {
-			out = append(out, listRange{prefix: fmt.Sprintf("%0*x", k, i)[:k], index: -1})
-		}
-		return out
-	}
-	k := 1
-	for ; k < 5; k++ {
-		if per := int64(1) << (4 * (8 - k)); (blocks+per-1)/per >= want {
-			break
-		}
-	}
-	d.listing.shift = uint(4 * (8 - k))
-	n := int((blocks + (1 << d.listing.shift) - 1) >> d.listing.shift)
-	d.listing.rangeDone = make([]bool, n)
-	for i := range n {
-		out = append(out, listRange{prefix: fmt.Sprintf("%0*x", k, i), index: i})
-	}
-	return out
-}
-
 // startListing probes the encoding of the first block listed, unless
 // block 0 exists and was probed already (block 0 may be a hole in a bucket
 // s3backer encrypted, whose blocks this device cannot read: better refused
@@ -119,9 +72,12 @@ func (d *Device) startListing(ctx context.Context, block0Probed bool) error {
 			return err
 		}
 	}
-	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{})}
-	ranges := d.ranges()
-	d.listing.ranges = len(ranges)
+	ranges, shift := splitKeys(d.store, Layout{d.geo, d.naming}, d.cfg.Parallel)
+	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{}),
+		ranges: len(ranges), shift: shift}
+	if !d.naming.HashPrefix {
+		d.listing.rangeDone = make([]bool, len(ranges))
+	}
 	if !d.cfg.ListInBackground {
 		return d.listAll(ctx, ranges, false)
 	}
@@ -164,148 +120,63 @@ func (d *Device) probeFirstBlock(ctx context.Context) error {
 	return checkEncoding(first, a)
 }
 
-// listAll lists every range, Parallel at a time. In the background a range
-// whose listing fails (after the store layer's retries) is listed again
-// after a pause, for as long as the device is open: a block the map does
-// not know costs a GET, never a wrong answer. Before serving, the first
-// failure is Open's.
-func (d *Device) listAll(ctx context.Context, ranges []listRange, background bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// listAll lists every range into the presence map. In the background a
+// range whose listing fails (after the store layer's retries) is listed
+// again after a pause, for as long as the device is open: a block the map
+// does not know costs a GET, never a wrong answer. Before serving, the
+// first failure is Open's.
+func (d *Device) listAll(ctx context.Context, ranges []keyRange, background bool) error {
 	stopProgress := d.logListingProgress(ctx)
 	defer stopProgress()
-	next := make(chan listRange)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	for range min(d.cfg.Parallel, len(ranges)) {
-		wg.Go(func() {
-			for r := range next {
-				for pause := time.Second; ; pause = min(2*pause, time.Minute) {
-					err := d.listOne(ctx, r)
-					if err == nil || ctx.Err() != nil {
-						break
-					}
-					if !background {
-						errOnce.Do(func() { firstErr = err; cancel() })
-						break
-					}
-					d.log.Error("listing blocks failed; trying that part again", "prefix", r.prefix, "pause", pause, "err", err)
-					select {
-					case <-ctx.Done():
-					case <-time.After(rand.N(pause) + pause/2):
-					}
-				}
+	l := rangeLister{store: d.store, parallel: d.cfg.Parallel, log: d.log, background: background,
+		keys: func(_ keyRange, _ int, batch []objstore.ObjectInfo) { d.applyListed(batch) },
+		listed: func(r keyRange) {
+			d.mu.Lock()
+			if r.index >= 0 {
+				d.listing.rangeDone[r.index] = true
 			}
-		})
-	}
-feed:
-	for _, r := range ranges {
-		select {
-		case next <- r:
-		case <-ctx.Done():
-			break feed
+			d.listing.rangesDone++
+			d.mu.Unlock()
+		}}
+	if err := l.list(ctx, ranges); err != nil {
+		if err == ctx.Err() {
+			return err // the device closes
 		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("listing blocks: %w", firstErr)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("listing blocks: %w", err)
 	}
 	d.mu.Lock()
-	l := &d.listing
-	l.done, l.learned, l.rangeDone = true, presence{}, nil
-	l.finishedAt = time.Now()
-	count, keys := d.present.count, l.keys
-	took := l.finishedAt.Sub(l.started)
-	close(l.finished)
+	ls := &d.listing
+	ls.done, ls.learned, ls.rangeDone = true, presence{}, nil
+	ls.finishedAt = time.Now()
+	count, keys := d.present.count, ls.keys
+	took := ls.finishedAt.Sub(ls.started)
+	close(ls.finished)
 	d.mu.Unlock()
 	d.log.Info("listing complete", "size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
 		"blocks_present", count, "keys", keys, "ranges", len(ranges), "list_time", took.Round(time.Millisecond))
 	return nil
 }
 
-// listOne lists range r into the presence map. A listing out of order is
-// not trusted alone: a key damaged in transit (plain HTTP, a broken proxy)
-// both invents a block and hides the real one, which would read as zeros.
-// The range is listed again, keeping every block any listing showed, until
-// a listing comes back in order or listAttempts were made (a store that
-// never orders its listings, such as S3's directory buckets, gets the
-// union). A block listed wrongly as present costs a GET that finds no
-// object. Damage that keeps the order cannot be seen here; writes over
-// such a block are still safe (create-only PUTs, upload.go).
-func (d *Device) listOne(ctx context.Context, r listRange) error {
-	for attempt := 1; ; attempt++ {
-		ordered, err := d.listPage(ctx, r.prefix)
-		if err != nil {
-			return err
+// applyListed marks the blocks of a batch of listed keys present, but
+// those whose presence the device learned itself: that is newer than the
+// listing. A store listed out of order lists a range again: every block
+// any listing showed is kept (a block listed wrongly as present costs a
+// GET that finds no object; writes over it are create-only PUTs,
+// upload.go).
+func (d *Device) applyListed(batch []objstore.ObjectInfo) {
+	for _, info := range batch {
+		if n, ok := d.naming.Parse(info.Key); ok && n >= d.geo.Blocks() {
+			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
 		}
-		if ordered {
-			break
-		}
-		if attempt == listAttempts {
-			d.log.Warn("the store listed keys out of order in every listing; serving every block any of them showed", "prefix", r.prefix, "listings", attempt)
-			break
-		}
-		d.log.Warn("the store listed keys out of order; listing again, keeping every block seen", "prefix", r.prefix, "listing", attempt)
 	}
 	d.mu.Lock()
-	if r.index >= 0 {
-		d.listing.rangeDone[r.index] = true
+	defer d.mu.Unlock()
+	for _, info := range batch {
+		if n, ok := d.naming.Parse(info.Key); ok && n < d.geo.Blocks() && !d.listing.learned.has(n) {
+			d.present.set(n, true)
+		}
 	}
-	d.listing.rangesDone++
-	d.mu.Unlock()
-	return nil
-}
-
-// listBatch is how many listed blocks are applied under one lock.
-const listBatch = 1000
-
-// listPage lists the keys under prefix once, applying them in batches,
-// and reports whether they came in ascending order.
-func (d *Device) listPage(ctx context.Context, prefix string) (ordered bool, err error) {
-	ordered = true
-	var last string
-	batch := make([]int64, 0, listBatch)
-	keys := int64(0)
-	flush := func() {
-		d.mu.Lock()
-		for _, n := range batch {
-			// What the device learned itself is newer than this page.
-			if !d.listing.learned.has(n) {
-				d.present.set(n, true)
-			}
-		}
-		d.listing.keys += keys
-		d.mu.Unlock()
-		batch, keys = batch[:0], 0
-	}
-	err = d.store.List(ctx, prefix, "", func(info objstore.ObjectInfo) error {
-		if last != "" && info.Key <= last {
-			ordered = false
-		}
-		last = info.Key
-		keys++
-		n, ok := d.naming.Parse(info.Key)
-		switch {
-		case !ok:
-		case n >= d.geo.Blocks():
-			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
-		default:
-			batch = append(batch, n)
-		}
-		if len(batch) == listBatch {
-			flush()
-		}
-		return nil
-	})
-	flush()
-	return ordered, err
+	d.listing.keys += int64(len(batch))
 }
 
 // listingProgressEvery is how often a listing under way logs its progress.

@@ -164,3 +164,5 @@ func (r *countingReader) Close() error {
 	}
 	return err
 }
+
+func (s *counting) ListScansAll() bool { return ListScansAll(s.next) }

@@ -177,3 +177,5 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+func (l *latency) ListScansAll() bool { return ListScansAll(l.next) }

@@ -53,3 +53,5 @@ func (p *prefixed) List(ctx context.Context, prefix, startAfter string, fn func(
 }
 
 func (p *prefixed) Close() error { return p.next.Close() }
+
+func (p *prefixed) ListScansAll() bool { return ListScansAll(p.next) }

@@ -361,3 +361,5 @@ func (r *retrying) List(ctx context.Context, prefix, startAfter string, fn func(
 }
 
 func (r *retrying) Close() error { return r.next.Close() }
+
+func (r *retrying) ListScansAll() bool { return ListScansAll(r.next) }

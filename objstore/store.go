@@ -90,3 +90,14 @@ type ObjectInfo struct {
 	Size int64
 	ETag string
 }
+
+// ListScansAll reports whether every listing of store reads all of its
+// keys, whatever the prefix: then a listing split into ranges by prefix,
+// as a device lists a bucket, reads the whole store once per range, and
+// is better made in one. A store says so with a ListScansAll method
+// (filestore, which reads a whole directory to find the names that
+// match); the wrappers in this package pass their store's answer on.
+func ListScansAll(store Store) bool {
+	s, ok := store.(interface{ ListScansAll() bool })
+	return ok && s.ListScansAll()
+}

@@ -5,8 +5,10 @@
 //
 // Names starting with '.' belong to the store and are never listed:
 // ".tmp-*" are writes in progress (or left by a crash), ".NAME.meta" is
-// the JSON sidecar of the data file NAME (see sidecar.go), and the root's
-// ".lock-NN" are the files conditional puts hold an flock(2) of (lock.go).
+// the JSON sidecar of the data file NAME (see sidecar.go), the root's
+// ".lock-NN" are the files conditional puts hold an flock(2) of (lock.go),
+// and its ".list-*" the sorted runs of a listing of a large directory,
+// unlinked as soon as made (sortednames.go).
 // Keys may therefore not have path elements starting with '.', and a key
 // cannot also be the leading directory of another key ("a" and "a/b").
 package filestore

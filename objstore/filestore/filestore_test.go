@@ -391,3 +391,11 @@ func TestCreateOnlyAcrossStores(t *testing.T) {
 		}
 	}
 }
+
+// A listing reads the whole directory whatever its prefix: a device must
+// not split its listing into ranges here, each a full read.
+func TestListScansAll(t *testing.T) {
+	if !objstore.ListScansAll(open(t, t.TempDir())) {
+		t.Error("filestore says its listings read only the names that match")
+	}
+}

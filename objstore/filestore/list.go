@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -20,11 +19,11 @@ import (
 const readDirBatch = 1024
 
 // List walks the directory tree in key order, one directory at a time, and
-// holds no more than the names of the directories on the current path: a
-// listing's memory is bounded by the largest directory's, about 32 bytes a
-// name, not by the number of objects. Files and directories whose keys all
-// come at or before startAfter are left unread: their names are compared,
-// no more.
+// holds no more than the names of the directories on the current path, up
+// to sortBound of each (a larger directory is sorted on disk,
+// sortednames.go): a listing's memory is bounded, whatever the number of
+// objects. Files and directories whose keys all come at or before
+// startAfter are left unread: their names are compared, no more.
 func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -53,7 +52,12 @@ func (s *Store) walk(ctx context.Context, dir, name, startAfter string, fn func(
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
+	defer names.close()
+	for {
+		n, ok, err := names.next()
+		if !ok {
+			return err
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -76,24 +80,25 @@ func (s *Store) walk(ctx context.Context, dir, name, startAfter string, fn func(
 			return err
 		}
 	}
-	return nil
 }
 
 // readDir returns the entries of the key directory dir, whose keys start
 // with base, that start with name and may hold keys after startAfter, sorted
 // in the order of the keys they stand for: a file's name, and a
-// subdirectory's with a trailing '/'.
+// subdirectory's with a trailing '/'. It holds at most sortBound of them;
+// the caller closes what it returns.
 //
 // Directory order is not key order: the keys under directory "d" all start
 // with "d/", which sorts after a sibling file "d-x" ('-' < '/'). Sorting
 // "d/" among the file names puts the directory's keys in their place, since
 // every key under it starts with "d/" and no file name holds a '/'.
-func (s *Store) readDir(dir, base, name, startAfter string) ([]string, error) {
+func (s *Store) readDir(dir, base, name, startAfter string) (*sortedNames, error) {
 	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(dir)))
 	if err == nil {
 		defer f.Close()
 	}
-	var names []string
+	names := newNameSorter(s.root, sortBound)
+	defer names.close()
 	for err == nil {
 		var entries []os.DirEntry
 		entries, err = f.ReadDir(readDirBatch)
@@ -117,19 +122,20 @@ func (s *Store) readDir(dir, base, name, startAfter string) ([]string, error) {
 			default:
 				continue
 			}
-			names = append(names, n)
+			if err := names.add(n); err != nil {
+				return nil, err
+			}
 		}
 	}
 	switch {
 	case err == io.EOF:
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		// Nothing there, or a file where the prefix wants a directory.
-		return nil, nil
+		return &sortedNames{}, nil
 	default:
 		return nil, err
 	}
-	slices.Sort(names)
-	return names, nil
+	return names.sorted()
 }
 
 // dirMayFollow reports whether a directory whose keys all start with dir
@@ -139,3 +145,8 @@ func (s *Store) readDir(dir, base, name, startAfter string) ([]string, error) {
 func dirMayFollow(dir, startAfter string) bool {
 	return startAfter <= dir || strings.HasPrefix(startAfter, dir)
 }
+
+// ListScansAll is true: a listing reads the whole directory its prefix
+// names, however few of the names match (a directory has no order to
+// seek in).
+func (s *Store) ListScansAll() bool { return true }
