@@ -3,7 +3,7 @@
 # The benchmark of issue #6: objbacker against its peers, side by side in one
 # run, printed as Markdown tables of medians and ratios (docs/benchmarks.md).
 #
-#   scripts/bench.sh                       every section, 4 repeats (section 6: 2; ~30 min)
+#   scripts/bench.sh                       every section, 4 repeats (sections 6, 7: 2; ~30 min, and section 7's fill of 10^6 objects about 35 min more)
 #   scripts/bench.sh --quick               short runs, small data, 1 repeat
 #   scripts/bench.sh --section nbd,rss     some sections (names or 1-7)
 #
