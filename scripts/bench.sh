@@ -3,16 +3,18 @@
 # The benchmark of issue #6: objbacker against its peers, side by side in one
 # run, printed as Markdown tables of medians and ratios (docs/benchmarks.md).
 #
-#   scripts/bench.sh                       every section, 4 repeats (section 6: 2; ~30 min)
+#   scripts/bench.sh                       every section, 4 repeats (sections 6, 7: 2; ~30 min, and section 7's fill of 10^6 objects about 35 min more)
 #   scripts/bench.sh --quick               short runs, small data, 1 repeat
-#   scripts/bench.sh --section nbd,rss     some sections (names or 1-6)
+#   scripts/bench.sh --section nbd,rss     some sections (names or 1-7)
 #
 # Sections: 1 nbd (objbacker on mem:// vs nbdkit memory), 2 object (objbacker
 # on MinIO vs a bare SDK client), 3 s3backer (vs Debian's s3backer over
 # FUSE), 4 stripe (three exports at once vs one), 5 rss (peak RSS vs
 # --cache-size), 6 latency (objbacker on mem:// behind 0-100 ms of store
 # latency against the bound that latency allows; isolation; depth 16 vs 1;
-# issue #15). Every phase also measures the CPU that processes other
+# issue #15), 7 startup (serve's first byte and full presence on a MinIO
+# bucket of 10^3 … 10^6 objects behind 50 ms per request or LIST page, vs
+# listing it one page after another; issue #16). Every phase also measures the CPU that processes other
 # than ours took, and repeats itself when that disturbed it. Run it as root
 # on a quiet machine: it installs what is missing (scripts/deps.sh, and the
 # s3backer package), and mounts s3backer with FUSE.
@@ -25,13 +27,15 @@ source scripts/bench/lib.sh
 source scripts/bench/sections.sh
 # shellcheck source=bench/latency.sh
 source scripts/bench/latency.sh
+# shellcheck source=bench/startup.sh
+source scripts/bench/startup.sh
 
 usage() {
 	cat >&2 <<-EOF
 		usage: $0 [options]
 		  --quick             short runtimes and data sets, 1 repeat, no waiting for quiet
-		  --section LIST      comma-separated: nbd,object,s3backer,stripe,rss,latency or 1-6 (default: all)
-		  --repeat N          repeats of every comparison (default 4, so that each side runs first as often; section 6: 2; quick 1)
+		  --section LIST      comma-separated: nbd,object,s3backer,stripe,rss,latency,startup or 1-7 (default: all)
+		  --repeat N          repeats of every comparison (default 4, so that each side runs first as often; sections 6 and 7: 2; quick 1)
 		  --runtime S         seconds per NBD-layer row (default 10; quick 3)
 		  --data SIZE_MIB     data set of the object-path and s3backer rows (default 2048; quick 256)
 		  --rss-runtime S     seconds of sustained load for the RSS row (default 60; quick 15)
@@ -45,7 +49,7 @@ usage() {
 }
 
 ARGS="$*"
-QUICK=0 KEEP=0 BASELINE='' SECTIONS=all REPEAT='' RUNTIME='' DATA_MIB='' RSS_RUNTIME='' QUIET_WAIT='' LAT_WINDOW='' LAT_REPEAT=''
+QUICK=0 KEEP=0 BASELINE='' SECTIONS=all REPEAT='' RUNTIME='' DATA_MIB='' RSS_RUNTIME='' QUIET_WAIT='' LAT_WINDOW='' LAT_REPEAT='' STARTUP_REPEAT=''
 MAX_OTHER=0.25
 while (($#)); do
 	case $1 in
@@ -53,7 +57,7 @@ while (($#)); do
 	--keep) KEEP=1 ;;
 	--baseline) BASELINE=${2:?} && shift ;;
 	--section) SECTIONS=${2:?} && shift ;;
-	--repeat) REPEAT=${2:?} LAT_REPEAT=$2 && shift ;;
+	--repeat) REPEAT=${2:?} LAT_REPEAT=$2 STARTUP_REPEAT=$2 && shift ;;
 	--runtime) RUNTIME=${2:?} && shift ;;
 	--data) DATA_MIB=${2:?} && shift ;;
 	--rss-runtime) RSS_RUNTIME=${2:?} && shift ;;
@@ -72,12 +76,19 @@ if ((QUICK)); then
 	# the longest a QD1 reader runs.
 	LAT_LATENCIES=(0 30 100) LAT_PARALLELS=(16 64) LAT_MIB=64 LAT_RUNTIME=2
 	: "${LAT_REPEAT:=1}"
+	# Section 7: the bucket sizes, in objects, filled in this order.
+	STARTUP_SIZES=(1000 10000)
+	: "${STARTUP_REPEAT:=1}"
 else
 	: "${REPEAT:=4}" "${RUNTIME:=10}" "${DATA_MIB:=2048}" "${RSS_RUNTIME:=60}" "${QUIET_WAIT:=60}"
 	NBD_MIB=2048
 	# Section 6 takes about 6 minutes a repeat.
 	LAT_LATENCIES=(0 10 30 100) LAT_PARALLELS=(16 64) LAT_MIB=256 LAT_RUNTIME=5
 	: "${LAT_REPEAT:=2}"
+	# Section 7 fills a million objects (about 20 minutes here) and lists
+	# them twice per repeat.
+	STARTUP_SIZES=(1000 10000 100000 1000000)
+	: "${STARTUP_REPEAT:=2}"
 fi
 QUIET_WAIT=${QUIET_WAIT}s
 readonly CONC=16 CACHE_MIB=256 MAX_ATTEMPTS=3
@@ -89,21 +100,26 @@ declare -A WANT=()
 IFS=, read -r -a wanted <<<"$SECTIONS"
 for s in "${wanted[@]}"; do
 	case $s in
-	all) WANT=([nbd]=1 [object]=1 [s3backer]=1 [stripe]=1 [rss]=1 [latency]=1) ;;
+	all) WANT=([nbd]=1 [object]=1 [s3backer]=1 [stripe]=1 [rss]=1 [latency]=1 [startup]=1) ;;
 	1 | nbd) WANT[nbd]=1 ;;
 	2 | object) WANT[object]=1 ;;
 	3 | s3backer) WANT[s3backer]=1 ;;
 	4 | stripe) WANT[stripe]=1 ;;
 	5 | rss) WANT[rss]=1 ;;
 	6 | latency) WANT[latency]=1 ;;
+	7 | startup) WANT[startup]=1 ;;
 	*) usage ;;
 	esac
 done
-needs_minio() { [[ -n ${WANT[object]:-}${WANT[s3backer]:-}${WANT[stripe]:-}${WANT[rss]:-} ]]; }
+needs_minio() { [[ -n ${WANT[object]:-}${WANT[s3backer]:-}${WANT[stripe]:-}${WANT[rss]:-}${WANT[startup]:-} ]]; }
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/objbacker-bench.XXXXXX")
 # At most two data sets live in MinIO at once, plus one repeat's trash.
 need_gib=$((DATA_MIB * 4 / 1024 + 8))
+# Section 7's million objects of 4 KiB take about 10 GiB in MinIO.
+if [[ -n ${WANT[startup]:-} ]] && ((!QUICK)); then
+	need_gib=$((need_gib + 12))
+fi
 avail_gib=$(df --output=avail -BG "$TMP" | tail -n 1 | tr -dc 0-9)
 if ((avail_gib < need_gib)); then
 	rmdir "$TMP"
@@ -204,7 +220,7 @@ if needs_minio; then
 	source "$MINIO_DIR/minio.env"
 	ENDPOINT=$OBJBACKER_TEST_S3_ENDPOINT
 	MINIO_PID=$(<"$MINIO_DIR/minio.pid")
-	"$BENCH" s3 mb bare objbacker s3b objs stripe0 stripe1 stripe2 rss
+	"$BENCH" s3 mb bare objbacker s3b objs stripe0 stripe1 stripe2 rss "$STARTUP_BUCKET"
 	# A cold MinIO serves GETs at about half speed (backends.md).
 	log "warming MinIO up"
 	"$BENCH" s3 put --bucket bare --prefix warm/ --count 64 --conc 4 --out "$TMP/warm.json"
@@ -226,6 +242,9 @@ fi
 if [[ -n ${WANT[latency]:-} ]]; then
 	section_latency
 fi
+if [[ -n ${WANT[startup]:-} ]]; then
+	section_startup
+fi
 elapsed=$((SECONDS - start))
 
 seq_desc="fio 4 jobs × QD$((CONC / 4)) of 1 MiB"
@@ -239,6 +258,9 @@ lat_repeats=''
 if [[ -n ${WANT[latency]:-} ]]; then
 	lat_repeats=" (section 6: $LAT_REPEAT)"
 fi
+if [[ -n ${WANT[startup]:-} ]]; then
+	lat_repeats+=" (section 7: $STARTUP_REPEAT)"
+fi
 printf -- '- measured phases took %d min %d s; %d repeat(s)%s; figures are medians [min–max] over repeats\n' \
 	$((elapsed / 60)) $((elapsed % 60)) "$REPEAT" "$lat_repeats"
 "$BENCH" report --max-other "$MAX_OTHER" \
@@ -250,4 +272,5 @@ printf -- '- measured phases took %d min %d s; %d repeat(s)%s; figures are media
 	--note "latency=objbacker serve with mem://eN?latency=L exports (in-memory stores that upload and fetch like a remote bucket and cost no CPU while they wait), L in ${LAT_LATENCIES[*]} ms, --parallel ${LAT_PARALLELS[*]}, --cache-size max(4 × parallel, 128) MiB per export (so the request memory, 2 × parallel MiB, is not cut), read-ahead at its default; one export, and a stripe of ${LAT_STRIPE} exports on one serve driven by one fio invocation with a job section per export (MiB/s is the aggregate). One daemon per (latency, parallel, exports) runs the rows in order: the whole device written sequentially, 4 fio jobs × QD parallel/4 per export, timed to the end of fio's closing flush; a cold sequential read of its first region (4 jobs × QD parallel/4); a cold random read of its last region, each block once (4 jobs × QD parallel/4); one sequential reader at QD1 (1 job, QD1, at most ${LAT_RUNTIME} s) of the first region again. The stores live in the daemon, so reads are cold by layout, not by a restart: each region is at least the export's block buffers (${LAT_MIB} MiB or more), so each read evicts what the one before it cached. The QD1 reader's bound assumes a read-ahead window of ${LAT_WINDOW:-parallel} blocks (--window; objbacker's --read-ahead defaults to --parallel, here a quarter of the cache). Steps behind a latency run once however busy the machine (\\* marks a disturbed one); 0 ms steps are repeated while disturbed (not with --quick)." \
 	--note "isolation=One serve, --parallel 16, --cache-size 256M: a mem:// RAM disk (${LAT_MIB} MiB prefilled) read by fio 1 job × QD1 of 1 MiB for ${LAT_RUNTIME} s, first with the other export idle, then while 16 writes of 1 MiB wait on that export, whose store (mem://?${LAT_STALL}: 17 minutes per 1 MiB upload) never answers in time: fio QD16 writes twice its cache to it, which fills its block buffers with dirty blocks, and the phase starts once /metrics shows 16 MiB of its writes held." \
 	--note "depth=One export on mem://?latency=${LAT_DEPTH_LATENCY}ms, --parallel 16, --cache-size 128M, written whole first; one fio job (one NBD connection) reads cold 1 MiB blocks at random, each once, at depth 16 (one region), then at depth 1 (another, at most ${LAT_RUNTIME} s)." \
+	--note "startup=One bucket on MinIO holds a device of $((STARTUP_BLOCKS >> 20))Mi blocks of $((STARTUP_BLOCK_SIZE >> 10)) KiB (recorded once by a serve before the rows); it is filled cumulatively to each size, the N objects spread evenly (block i × $((STARTUP_BLOCKS >> 20))Mi / N, i < N: every k-th block, as a file system spreads its writes, so that every hex-prefix range serve lists holds its share; a listing sees names only, so these are the keys of a 1 TiB device of 1 MiB blocks; fills: ${STARTUP_FILLS[*]:-none}). Every store request waits ${STARTUP_LATENCY} (s3://…&latency=${STARTUP_LATENCY}: each LIST page of 1000 keys, GET, PUT, HEAD). objbacker serve with its defaults (--parallel 32) is timed from its process start: first byte = a client connecting every 2 ms until one NBD read of the last block of the fill returns that block's content (target: the slowest repeat ≤ 1 s); serving = its \"serving\" log line; full presence = its \"listing complete\" line, since start, and the listing's own list_time. The serial LIST is the bare SDK client listing the whole bucket one ListObjectsV2 page after another, ${STARTUP_LATENCY} before each page, in the same repeat; ratio = serial LIST s / objbacker listing s (target: median ≥ 8× at 10^6)." \
 	"$RECORDS"

@@ -8,6 +8,8 @@
 //	                                  servers, and the CPU other processes took
 //	bench quiet [flags]               waits for, or reports, an idle machine
 //	bench report RECORDS              prints the comparison tables (Markdown)
+//	bench fill-blocks|list-serial|startup [flags]
+//	                                  the start-up section (startup.go)
 package main
 
 import (
@@ -42,7 +44,7 @@ func main() {
 	case errors.Is(err, errStolen):
 		os.Exit(3)
 	case errors.As(err, &usage):
-		fmt.Fprintf(os.Stderr, "bench: %v\nusage: bench s3|run|quiet|report ... (see main.go)\n", err)
+		fmt.Fprintf(os.Stderr, "bench: %v\nusage: bench s3|run|quiet|report|fill-blocks|list-serial|startup ... (see main.go)\n", err)
 		os.Exit(2)
 	default:
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -63,6 +65,12 @@ func dispatch(ctx context.Context, args []string) error {
 		return quietMain(args[1:])
 	case "report":
 		return reportMain(args[1:])
+	case "fill-blocks":
+		return fillBlocksMain(ctx, args[1:])
+	case "list-serial":
+		return listSerialMain(ctx, args[1:])
+	case "startup":
+		return startupMain(ctx, args[1:])
 	default:
 		return usageErr("unknown command " + args[0])
 	}

@@ -32,6 +32,7 @@ var sectionSpecs = []sectionSpec{
 	{"latency", "6. Latency sweep: objbacker on mem:// behind a store latency, against its bound", "", "", 0, false},
 	{"isolation", "6b. Isolation: a fast export's 1 MiB QD1 read beside an export whose store is stalled", "beside a stalled export", "alone", 0.9, false},
 	{"depth", "6c. One NBD connection behind 50 ms: cold 1 MiB random reads at depth 16 vs depth 1", "QD16", "QD1", 12, false},
+	{"startup", "7. Start-up: first byte served and full presence vs objects in the bucket, LIST +50 ms per page (MinIO)", "objbacker", "serial LIST", startupRatioTarget, false},
 }
 
 type noteFlags map[string][]string
@@ -80,6 +81,8 @@ func reportMain(args []string) error {
 			rssTable(w, recs)
 		case "latency":
 			sweepTables(w, recs)
+		case "startup":
+			startupTable(w, spec, recs)
 		default:
 			ratioTable(w, spec, recs)
 		}

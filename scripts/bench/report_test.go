@@ -5,6 +5,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,5 +134,37 @@ func TestSweepBound(t *testing.T) {
 	_, target, verdict = s.stripeCells(sweepKey{"w", 16, 6, 0})
 	if target != "– (bound allows 1.2×)" || verdict != "" {
 		t.Errorf("stripe cells at 0 ms: %q %q", target, verdict)
+	}
+}
+
+func TestStartupTable(t *testing.T) {
+	ob := func(n int64, rep int, first, listed float64) record {
+		return record{Section: "startup", Row: startupRow(n), Subject: "objbacker", Rep: rep, Objects: n,
+			FirstByte: first, Serving: first / 2, Listed: listed + 0.3, Seconds: listed, Ranges: 256}
+	}
+	serial := func(n int64, rep int, s float64) record {
+		return record{Section: "startup", Row: startupRow(n), Subject: "serial LIST", Rep: rep, Objects: n,
+			Seconds: s, Listed: s, Pages: int(n / 1000)}
+	}
+	spec := sectionSpecs[slices.IndexFunc(sectionSpecs, func(s sectionSpec) bool { return s.id == "startup" })]
+	var b strings.Builder
+	startupTable(&b, spec, []record{
+		ob(1000000, 1, 0.4, 10), serial(1000000, 1, 100), // 10×
+		ob(1000000, 2, 1.2, 20), serial(1000000, 2, 120), // 6×; first byte over 1 s
+		ob(1000, 1, 0.3, 0.5), serial(1000, 1, 0.1),
+	})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want a header, a rule and 2 rows:\n%s", b.String())
+	}
+	// Sizes ascend whatever the order measured.
+	if !strings.HasPrefix(lines[2], "| 1000 | 0.30 |") || !strings.HasSuffix(lines[2], "| 0.2× | 0.0 / 0.0 | first byte ≤ 1 s | met |") {
+		t.Errorf("10^3 row: %s", lines[2])
+	}
+	// The ratio's median is 8× (met); the slowest first byte misses.
+	for _, want := range []string{"| 1000000 | 0.80 [0.40–1.20] |", "| 8.0× [6.0×–10.0×] |", "ratio ≥ 8× | **missed**: first byte |"} {
+		if !strings.Contains(lines[3], want) {
+			t.Errorf("10^6 row lacks %q: %s", want, lines[3])
+		}
 	}
 }

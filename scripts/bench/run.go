@@ -57,6 +57,21 @@ type record struct {
 	Exports  int     `json:"exports,omitempty"`
 	InFlight int     `json:"in_flight,omitempty"`
 	Target   float64 `json:"target,omitempty"`
+
+	// The start-up section (7): the block objects in the bucket; for
+	// objbacker, seconds from its start to the first byte served (after
+	// Probes connections), to its "serving" line and to its "listing
+	// complete" line (Listed), Seconds being the listing's own list_time;
+	// for the serial baseline, Seconds = Listed = its whole listing, in
+	// Pages pages. Keys counts every key listed, Ranges objbacker's.
+	Objects   int64   `json:"objects,omitempty"`
+	FirstByte float64 `json:"first_byte_s,omitempty"`
+	Probes    int     `json:"probes,omitempty"`
+	Serving   float64 `json:"serving_s,omitempty"`
+	Listed    float64 `json:"listed_s,omitempty"`
+	Keys      int64   `json:"keys,omitempty"`
+	Ranges    int     `json:"ranges,omitempty"`
+	Pages     int     `json:"pages,omitempty"`
 }
 
 type pidList []int
