@@ -196,3 +196,24 @@ func tailFile(path string, n int) string {
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// guestDeadline is when a guest test must end: totalLimit from now, or a
+// minute before go test's -timeout, so that a failure names the boot and
+// its console log rather than ending in a panic with goroutine dumps.
+func guestDeadline(t *testing.T) time.Time {
+	deadline := time.Now().Add(totalLimit)
+	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
+		deadline = d.Add(-time.Minute)
+	}
+	return deadline
+}
+
+// logVerdict logs, once the test ends, "TAG PASS|FAIL: what, N s" for the
+// CI log to grep; call it deferred, with the test's start.
+func logVerdict(t *testing.T, tag string, start time.Time, what string) {
+	verdict := "PASS"
+	if t.Failed() {
+		verdict = "FAIL"
+	}
+	t.Logf("%s %s: %s, %.0f s", tag, verdict, what, time.Since(start).Seconds())
+}

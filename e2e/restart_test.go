@@ -42,19 +42,9 @@ func TestRestart(t *testing.T) {
 	bin := buildObjbacker(t)
 	upgrade := buildObjbacker(t)
 	guestBin := buildStaticObjbacker(t)
-	deadline := time.Now().Add(totalLimit)
-	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
-		deadline = d.Add(-time.Minute)
-	}
-	start := time.Now()
-	defer func() {
-		verdict := "PASS"
-		if t.Failed() {
-			verdict = "FAIL"
-		}
-		t.Logf("RESTART-E2E %s: pool striped over %d exports attached by objbacker attach, %d SIGTERM restarts (one a new binary) under a load, %.0f s",
-			verdict, restartExports, restarts, time.Since(start).Seconds())
-	}()
+	deadline := guestDeadline(t)
+	defer logVerdict(t, "RESTART-E2E", time.Now(), fmt.Sprintf("pool striped over %d exports attached by objbacker attach, %d SIGTERM restarts (one a new binary) under a load",
+		restartExports, restarts))
 
 	var names, exports []string
 	for i := range restartExports {

@@ -50,19 +50,8 @@ func TestVdev(t *testing.T) {
 	endpoint := testenv.S3Endpoint(t)
 	bin := buildObjbacker(t)
 	guestBin := buildStaticObjbacker(t)
-	deadline := time.Now().Add(totalLimit)
-	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
-		deadline = d.Add(-time.Minute)
-	}
-	start := time.Now()
-	defer func() {
-		verdict := "PASS"
-		if t.Failed() {
-			verdict = "FAIL"
-		}
-		t.Logf("VDEV-E2E %s: pool on %d objbacker: vdevs, %d MiB + small files; vdev -> NBD -> vdev, %.0f s",
-			verdict, vdevExports, vdevMiB, time.Since(start).Seconds())
-	}()
+	deadline := guestDeadline(t)
+	defer logVerdict(t, "VDEV-E2E", time.Now(), fmt.Sprintf("pool on %d objbacker: vdevs, %d MiB + small files; vdev -> NBD -> vdev", vdevExports, vdevMiB))
 
 	guestEndpoint := guestURL(t, endpoint)
 	var names, hostExports, guestExports, buckets []string

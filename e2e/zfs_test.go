@@ -55,27 +55,15 @@ func TestZFS(t *testing.T) {
 	v := prepareVM(t)
 	endpoint := testenv.S3Endpoint(t)
 	bin := buildObjbacker(t)
-	deadline := time.Now().Add(totalLimit)
-	// Ending a minute before go test's -timeout leaves a failure that names
-	// the boot and its console log, not a panic with goroutine dumps.
-	if d, ok := t.Deadline(); ok && d.Add(-time.Minute).Before(deadline) {
-		deadline = d.Add(-time.Minute)
-	}
+	deadline := guestDeadline(t)
 	for _, p := range passes {
 		t.Run(p.name, func(t *testing.T) { p.run(t, v, bin, endpoint, deadline) })
 	}
 }
 
 func (p pass) run(t *testing.T, v *vm, bin, endpoint string, deadline time.Time) {
-	start := time.Now()
-	defer func() {
-		verdict := "PASS"
-		if t.Failed() {
-			verdict = "FAIL"
-		}
-		t.Logf("ZFS-E2E %s %s: %s layout over %d export(s), %d MiB + small files, restart after %s, %.0f s",
-			verdict, p.name, p.layout, p.exports, p.mb, p.stopSignal(), time.Since(start).Seconds())
-	}()
+	defer logVerdict(t, "ZFS-E2E", time.Now(), fmt.Sprintf("%s: %s layout over %d export(s), %d MiB + small files, restart after %s",
+		p.name, p.layout, p.exports, p.mb, p.stopSignal()))
 	var names, exports, buckets []string
 	for i := range p.exports {
 		bucket := testenv.NewS3Bucket(t)

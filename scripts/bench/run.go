@@ -321,6 +321,20 @@ func (s *procSet) allGone() bool {
 // sampleEvery samples the sets until the returned stop is called, which
 // takes a last sample of whatever still runs.
 func sampleEvery(period time.Duration, sets ...*procSet) (stop func()) {
+	sampleAll := func() {
+		for _, s := range sets {
+			s.sample()
+		}
+	}
+	stopTicking := progressEvery(period, sampleAll)
+	return func() {
+		stopTicking()
+		sampleAll()
+	}
+}
+
+// progressEvery calls fn every period until stopped.
+func progressEvery(period time.Duration, fn func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -331,19 +345,11 @@ func sampleEvery(period time.Duration, sets ...*procSet) (stop func()) {
 			case <-done:
 				return
 			case <-t.C:
-				for _, s := range sets {
-					s.sample()
-				}
+				fn()
 			}
 		}
 	})
-	return func() {
-		close(done)
-		wg.Wait()
-		for _, s := range sets {
-			s.sample()
-		}
-	}
+	return func() { close(done); wg.Wait() }
 }
 
 // waitExited waits for every server to exit; an unmounted FUSE server

@@ -156,25 +156,6 @@ func parseStartup(name string, args []string) (startupFlags, []string, error) {
 	return o, fs.Args(), nil
 }
 
-// progressEvery calls fn every period until stopped.
-func progressEvery(period time.Duration, fn func()) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fn()
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
 // phase measures what bench run measures of a phase that is not a command:
 // the CPU of the servers and of our other processes, and the CPU other
 // processes took (a disturbed phase is repeated).
