@@ -211,6 +211,7 @@ func guestDeadline(t *testing.T) time.Time {
 // logVerdict logs, once the test ends, "TAG PASS|FAIL: what, N s" for the
 // CI log to grep; call it deferred, with the test's start.
 func logVerdict(t *testing.T, tag string, start time.Time, what string) {
+	t.Helper()
 	verdict := "PASS"
 	if t.Failed() {
 		verdict = "FAIL"
