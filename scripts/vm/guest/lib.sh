@@ -93,12 +93,13 @@ attach() {
 	say "/dev/$_dev: export $2, $(($(cat "/sys/block/$_dev/size") / 2048)) MiB, -C $CONNS, max_sectors_kb $(cat "/sys/block/$_dev/queue/max_sectors_kb")"
 }
 
-# attach_all attaches every export and sets NBD_DEVS to their devices.
+# attach_all [ATTACH] attaches every export with ATTACH INDEX EXPORT
+# (default attach: nbd-client) and sets NBD_DEVS to their devices.
 attach_all() {
 	NBD_DEVS=
 	_n=0
 	for _e in $(echo "$EXPORTS" | tr , ' '); do
-		step "attach_$_e" attach "$_n" "$_e"
+		step "attach_$_e" "${1:-attach}" "$_n" "$_e"
 		NBD_DEVS="$NBD_DEVS /dev/nbd$_n"
 		_n=$((_n + 1))
 	done

@@ -32,16 +32,6 @@ attach_supervised() {
 	say "/dev/$_dev: export $2, $(($(cat "/sys/block/$_dev/size") / 2048)) MiB, $CONNS connections, max_sectors_kb $(cat "/sys/block/$_dev/queue/max_sectors_kb"), supervisor pid $(cat "/tmp/attach-$_dev.pid")"
 }
 
-attach_all_supervised() {
-	NBD_DEVS=
-	_n=0
-	for _e in $(echo "$EXPORTS" | tr , ' '); do
-		step "attach_$_e" attach_supervised "$_n" "$_e"
-		NBD_DEVS="$NBD_DEVS /dev/nbd$_n"
-		_n=$((_n + 1))
-	done
-}
-
 # supervisors_alive fails, with their logs, if a supervisor exited: it
 # refused to reconnect (or failed).
 supervisors_alive() {
@@ -144,7 +134,7 @@ phase_restart() {
 	SRC_MB=$((MB / 4))
 	[ "$SRC_MB" -ge 1 ] || SRC_MB=1
 	step generate make_sources
-	attach_all_supervised
+	attach_all attach_supervised
 	# shellcheck disable=SC2086 # NBD_DEVS is a list of devices
 	step zpool_create zpool create -f -o ashift=12 -O recordsize=1M -O compression=off -O atime=off \
 		-m /tank tank $NBD_DEVS
