@@ -198,19 +198,7 @@ func TestLossyRestartNotReconnected(t *testing.T) {
 			f := attachFixture(t, "objbacker test [incarnation=aa01 continues=none]")
 			f.run()
 			f.d.restart(desc)
-			select {
-			case err := <-f.done:
-				f.done <- err // for the cleanup
-				if !errors.Is(err, ErrRefused) {
-					t.Fatalf("Run: %v, want ErrRefused", err)
-				}
-				t.Logf("Run: %v", err)
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run still runs 10 s after a lossy restart")
-			}
-			if msgs := messagesOf(f.fake.messages(), cmdConnect, cmdReconfigure); len(msgs) != 1 {
-				t.Fatalf("messages %+v: the device was reconfigured", msgs)
-			}
+			f.refused(t)
 		})
 	}
 }
@@ -221,17 +209,25 @@ func TestNoIncarnationNotReconnected(t *testing.T) {
 	f := attachFixture(t, "objbacker test")
 	f.run()
 	f.d.restart("objbacker test")
+	f.refused(t)
+}
+
+// refused requires Run to end with ErrRefused within 10 s of a restart,
+// the device never reconfigured: CONNECT is its only message.
+func (f *fixture) refused(t *testing.T) {
+	t.Helper()
 	select {
 	case err := <-f.done:
-		f.done <- err
+		f.done <- err // for the cleanup
 		if !errors.Is(err, ErrRefused) {
 			t.Fatalf("Run: %v, want ErrRefused", err)
 		}
+		t.Logf("Run: %v", err)
 	case <-time.After(10 * time.Second):
-		t.Fatal("Run still runs")
+		t.Fatal("Run still runs 10 s after the restart")
 	}
 	if msgs := messagesOf(f.fake.messages(), cmdConnect, cmdReconfigure); len(msgs) != 1 {
-		t.Fatalf("messages %+v", msgs)
+		t.Fatalf("messages %+v: the device was reconfigured", msgs)
 	}
 }
 
