@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,13 +22,14 @@ import (
 // block n holds synthBlock(n) when n%3 != 0 and is a hole otherwise, until
 // the device writes or deletes it, which an overlay remembers. Listings
 // are generated in key order, a page of 1000 keys at a time, each page
-// after pageDelay; a listing of a prefix in gated waits for the gate.
+// after pageDelay; a listing that reaches block gatedFrom (if gate is
+// set) waits for the gate before it lists that block.
 type syntheticBucket struct {
 	objstore.Store // the overlay: the device's own writes, and its records
 	blocks         int64
 	bs             int
 	pageDelay      time.Duration
-	gated          map[string]bool
+	gatedFrom      int64
 	gate           chan struct{}
 
 	// failEvery, when set, fails every failEvery-th page request with a
@@ -93,13 +96,6 @@ func (s *syntheticBucket) Delete(ctx context.Context, key string) error {
 
 // List merges the synthetic keys under prefix with the overlay's.
 func (s *syntheticBucket) List(ctx context.Context, prefix, startAfter string, fn func(objstore.ObjectInfo) error) error {
-	if s.gated[prefix] {
-		select {
-		case <-s.gate:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	var own []string
 	if err := s.Store.List(ctx, prefix, startAfter, func(info objstore.ObjectInfo) error {
 		own = append(own, info.Key)
@@ -107,18 +103,9 @@ func (s *syntheticBucket) List(ctx context.Context, prefix, startAfter string, f
 	}); err != nil {
 		return err
 	}
-	lo, hi := int64(0), s.blocks
-	if prefix != "" {
-		v, err := strconv.ParseInt(prefix, 16, 64)
-		if err != nil {
-			return err
-		}
-		shift := 4 * (8 - len(prefix))
-		lo, hi = v<<shift, min((v+1)<<shift, s.blocks)
-	}
 	delivered := 0
 	emit := func(key string) error {
-		if key <= startAfter {
+		if key <= startAfter || !strings.HasPrefix(key, prefix) {
 			return nil
 		}
 		if delivered%1000 == 0 {
@@ -134,7 +121,18 @@ func (s *syntheticBucket) List(ctx context.Context, prefix, startAfter string, f
 		delivered++
 		return fn(objstore.ObjectInfo{Key: key, Size: int64(s.bs)})
 	}
-	for n := lo; n < hi; n++ {
+	// The first block after startAfter: block names sort as their numbers.
+	first := int64(sort.Search(int(s.blocks), func(n int) bool { return fmt.Sprintf("%08x", n) > startAfter }))
+	gated := s.gate != nil
+	for n := first; n < s.blocks; n++ {
+		if gated && n >= s.gatedFrom {
+			select {
+			case <-s.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			gated = false
+		}
 		key := fmt.Sprintf("%08x", n)
 		for len(own) > 0 && own[0] < key {
 			if err := emit(own[0]); err != nil {
@@ -168,9 +166,9 @@ func TestServesWhileListing(t *testing.T) {
 	const bs = 4096
 	g := Geometry{Size: 120000 * bs, BlockSize: bs}
 	store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, pageDelay: time.Millisecond,
-		gate: make(chan struct{}), deleted: map[string]bool{}}
-	// Written once by a first device (the geometry), then the ranges of
-	// blocks 65536 and up wait until the test lets them go.
+		deleted: map[string]bool{}}
+	// Written once by a first device (the geometry), then listings wait
+	// at block 69632 (0x11000) until the test lets them go.
 	first, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -178,12 +176,7 @@ func TestServesWhileListing(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// 120,000 blocks make 30 ranges of 4096 (prefixes of 5 hex digits):
-	// those from block 69632 (0x11000) on wait.
-	store.gated = map[string]bool{}
-	for i := 0x11; i <= 0x1d; i++ {
-		store.gated[fmt.Sprintf("%05x", i)] = true
-	}
+	store.gatedFrom, store.gate = 0x11000, make(chan struct{})
 
 	begin := time.Now()
 	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, ReadAhead: -1,
@@ -275,7 +268,7 @@ func TestListingResumesAfterFailedPages(t *testing.T) {
 	g := Geometry{Size: 120000 * bs, BlockSize: bs}
 	open := func(failEvery int64) (int64, int64) {
 		t.Helper()
-		store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, gate: make(chan struct{}),
+		store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs,
 			deleted: map[string]bool{}, failEvery: failEvery}
 		retrying := objstore.Retrying(store, objstore.RetryPolicy{Attempts: 4, BaseDelay: time.Microsecond, MaxDelay: time.Millisecond}, nil)
 		d, err := Open(t.Context(), Config{Store: retrying, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour})
@@ -306,10 +299,12 @@ func TestListingResumesAfterFailedPages(t *testing.T) {
 func TestCloseDuringTheListing(t *testing.T) {
 	const bs = 4096
 	g := Geometry{Size: 120000 * bs, BlockSize: bs}
+	// Every listing waits at its first block, for ever. Block 0 exists:
+	// its HEAD is the encoding probe, no listing.
 	store := &syntheticBucket{Store: memstore.New(), blocks: g.Blocks(), bs: bs, gate: make(chan struct{}),
-		deleted: map[string]bool{}, gated: map[string]bool{}}
-	for i := range 0x1e {
-		store.gated[fmt.Sprintf("%05x", i)] = true
+		deleted: map[string]bool{}}
+	if _, err := store.Put(t.Context(), "00000000", synthBlock(0, bs), objstorePut(g)); err != nil {
+		t.Fatal(err)
 	}
 	d, err := Open(t.Context(), Config{Store: store, Geometry: g, CacheSize: 64 * bs, Parallel: 4, WriteDelay: time.Hour, ListInBackground: true})
 	if err != nil {

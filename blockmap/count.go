@@ -19,29 +19,18 @@ type ObjectCount struct {
 }
 
 // CountObjects counts the objects of store, which holds a device of layout
-// l (zero when none is recorded), listing parallel ranges side by side:
-// the ranges the device lists, and the gaps between and around them,
-// which hold the keys that are no block of the device. A range listed
-// again (out of order, rangeLister.listRange) counts as its last listing.
+// l (zero when none is recorded), listing parts of the key space side by
+// side as the device does, at most parallel at a time. A part listed again
+// (after a failure, or out of order: chunkLister.listPart) counts as its
+// last listing.
 func CountObjects(ctx context.Context, store objstore.Store, l Layout, parallel int, log *slog.Logger) (ObjectCount, error) {
-	var ranges []keyRange
-	if l.BlockSize > 0 {
-		ranges, _ = splitKeys(store, l, parallel)
-	}
-	ranges = append(ranges, gaps(ranges)...)
-	type tally struct {
-		listing int
-		ObjectCount
-	}
+	chunks := chunkKeys(store, l, parallel)
 	var (
 		mu      sync.Mutex
-		tallies = make(map[keyRange]*tally, len(ranges))
+		tallies = make([]ObjectCount, len(chunks.bounds))
 	)
-	for _, r := range ranges {
-		tallies[r] = new(tally)
-	}
-	lister := rangeLister{store: store, parallel: parallel, log: log,
-		keys: func(r keyRange, listing int, batch []objstore.ObjectInfo) {
+	lister := chunkLister{store: store, chunks: chunks, parallel: parallel, log: log,
+		keys: func(chunk int, batch []objstore.ObjectInfo) {
 			var c ObjectCount
 			for _, info := range batch {
 				if _, ok := l.Naming.Parse(info.Key); ok {
@@ -53,15 +42,17 @@ func CountObjects(ctx context.Context, store objstore.Store, l Layout, parallel 
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			t := tallies[r]
-			if t.listing != listing {
-				*t = tally{listing: listing}
-			}
+			t := &tallies[chunk]
 			t.Blocks += c.Blocks
 			t.Bytes += c.Bytes
 			t.Other += c.Other
+		},
+		reset: func(lo, hi int) {
+			mu.Lock()
+			defer mu.Unlock()
+			clear(tallies[lo:hi])
 		}}
-	if err := lister.list(ctx, ranges); err != nil {
+	if err := lister.list(ctx); err != nil {
 		return ObjectCount{}, err
 	}
 	var total ObjectCount

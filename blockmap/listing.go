@@ -13,7 +13,7 @@ import (
 // The presence map is filled by listing the store. A bucket of 10^8 blocks
 // is 10^5 pages of 1000 keys, hours one page after another: so the key
 // space is split into ranges listed side by side, and with
-// Config.ListInBackground the device serves while they run. Until the
+// Config.ListInBackground the device serves while they run (ranges.go). Until the
 // listing is done, a block it has not reached is unknown: it may exist,
 // so a read fetches it (no object: zeros, and the device has learned that
 // it is absent), a trim deletes it, and a partial write merges it (a
@@ -32,8 +32,10 @@ type listing struct {
 	// scatter a range's blocks over the device: known only when done.
 	rangeDone []bool
 	shift     uint
-	// Progress: keys listed, and ranges finished of all.
-	keys                int64
+	// Progress: keys listed, and chunks (keyChunks) finished of all.
+	keys int64
+	// beyond counts the blocks listed beyond the device's end.
+	beyond              int64
 	rangesDone, ranges  int
 	started, finishedAt time.Time
 	// finished is closed once done is set (WaitListed).
@@ -72,19 +74,19 @@ func (d *Device) startListing(ctx context.Context, block0Probed bool) error {
 			return err
 		}
 	}
-	ranges, shift := splitKeys(d.store, Layout{d.geo, d.naming}, d.cfg.Parallel)
+	chunks := chunkKeys(d.store, Layout{d.geo, d.naming}, d.cfg.Parallel)
 	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{}),
-		ranges: len(ranges), shift: shift}
+		ranges: len(chunks.bounds), shift: chunks.shift}
 	if !d.naming.HashPrefix {
-		d.listing.rangeDone = make([]bool, len(ranges))
+		d.listing.rangeDone = make([]bool, len(chunks.bounds))
 	}
 	if !d.cfg.ListInBackground {
-		return d.listAll(ctx, ranges, false)
+		return d.listAll(ctx, chunks, false)
 	}
 	d.workers.Add(1)
 	go func() {
 		defer d.workers.Done()
-		d.listAll(d.ctx, ranges, true)
+		d.listAll(d.ctx, chunks, true)
 	}()
 	return nil
 }
@@ -120,25 +122,25 @@ func (d *Device) probeFirstBlock(ctx context.Context) error {
 	return checkEncoding(first, a)
 }
 
-// listAll lists every range into the presence map. In the background a
-// range whose listing fails (after the store layer's retries) is listed
+// listAll lists every chunk into the presence map. In the background a
+// part whose listing fails (after the store layer's retries) is listed
 // again after a pause, for as long as the device is open: a block the map
 // does not know costs a GET, never a wrong answer. Before serving, the
 // first failure is Open's.
-func (d *Device) listAll(ctx context.Context, ranges []keyRange, background bool) error {
+func (d *Device) listAll(ctx context.Context, chunks keyChunks, background bool) error {
 	stopProgress := d.logListingProgress(ctx)
 	defer stopProgress()
-	l := rangeLister{store: d.store, parallel: d.cfg.Parallel, log: d.log, background: background,
-		keys: func(_ keyRange, _ int, batch []objstore.ObjectInfo) { d.applyListed(batch) },
-		listed: func(r keyRange) {
+	l := chunkLister{store: d.store, chunks: chunks, parallel: d.cfg.Parallel, log: d.log, background: background,
+		keys: func(_ int, batch []objstore.ObjectInfo) { d.applyListed(batch) },
+		listed: func(i int) {
 			d.mu.Lock()
-			if r.index >= 0 {
-				d.listing.rangeDone[r.index] = true
+			if d.listing.rangeDone != nil {
+				d.listing.rangeDone[i] = true
 			}
 			d.listing.rangesDone++
 			d.mu.Unlock()
 		}}
-	if err := l.list(ctx, ranges); err != nil {
+	if err := l.list(ctx); err != nil {
 		if err == ctx.Err() {
 			return err // the device closes
 		}
@@ -148,12 +150,20 @@ func (d *Device) listAll(ctx context.Context, ranges []keyRange, background bool
 	ls := &d.listing
 	ls.done, ls.learned, ls.rangeDone = true, presence{}, nil
 	ls.finishedAt = time.Now()
-	count, keys := d.present.count, ls.keys
+	count, keys, beyond := d.present.count, ls.keys, ls.beyond
 	took := ls.finishedAt.Sub(ls.started)
 	close(ls.finished)
 	d.mu.Unlock()
-	d.log.Info("listing complete", "size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
-		"blocks_present", count, "keys", keys, "ranges", len(ranges), "list_time", took.Round(time.Millisecond))
+	l.mu.Lock()
+	listings, inFlight := l.listings, l.inFlight
+	l.mu.Unlock()
+	args := []any{"size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
+		"blocks_present", count, "keys", keys, "ranges", len(chunks.bounds), "listings", listings, "in_flight", inFlight,
+		"list_time", took.Round(time.Millisecond)}
+	if beyond > 0 {
+		args = append(args, "blocks_beyond_end", beyond)
+	}
+	d.log.Info("listing complete", args...)
 	return nil
 }
 
@@ -164,15 +174,17 @@ func (d *Device) listAll(ctx context.Context, ranges []keyRange, background bool
 // GET that finds no object; writes over it are create-only PUTs,
 // upload.go).
 func (d *Device) applyListed(batch []objstore.ObjectInfo) {
-	for _, info := range batch {
-		if n, ok := d.naming.Parse(info.Key); ok && n >= d.geo.Blocks() {
-			d.log.Warn("object beyond the device end ignored", "key", info.Key, "blocks", d.geo.Blocks())
-		}
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, info := range batch {
-		if n, ok := d.naming.Parse(info.Key); ok && n < d.geo.Blocks() && !d.listing.learned.has(n) {
+		n, ok := d.naming.Parse(info.Key)
+		switch {
+		case !ok:
+		case n >= d.geo.Blocks():
+			if d.listing.beyond++; d.listing.beyond == 1 {
+				d.log.Warn("object beyond the device end ignored (the listing's end counts them all)", "key", info.Key, "blocks", d.geo.Blocks())
+			}
+		case !d.listing.learned.has(n):
 			d.present.set(n, true)
 		}
 	}

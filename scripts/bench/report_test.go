@@ -140,7 +140,7 @@ func TestSweepBound(t *testing.T) {
 func TestStartupTable(t *testing.T) {
 	ob := func(n int64, rep int, first, listed float64) record {
 		return record{Section: "startup", Row: startupRow(n), Subject: "objbacker", Rep: rep, Objects: n,
-			FirstByte: first, Serving: first / 2, Listed: listed + 0.3, Seconds: listed, Ranges: 256}
+			FirstByte: first, Serving: first / 2, Listed: listed + 0.3, Seconds: listed, Listings: 9, ListsInFlight: 4}
 	}
 	serial := func(n int64, rep int, s float64) record {
 		return record{Section: "startup", Row: startupRow(n), Subject: "serial LIST", Rep: rep, Objects: n,

@@ -63,15 +63,17 @@ type record struct {
 	// Probes connections), to its "serving" line and to its "listing
 	// complete" line (Listed), Seconds being the listing's own list_time;
 	// for the serial baseline, Seconds = Listed = its whole listing, in
-	// Pages pages. Keys counts every key listed, Ranges objbacker's.
-	Objects   int64   `json:"objects,omitempty"`
-	FirstByte float64 `json:"first_byte_s,omitempty"`
-	Probes    int     `json:"probes,omitempty"`
-	Serving   float64 `json:"serving_s,omitempty"`
-	Listed    float64 `json:"listed_s,omitempty"`
-	Keys      int64   `json:"keys,omitempty"`
-	Ranges    int     `json:"ranges,omitempty"`
-	Pages     int     `json:"pages,omitempty"`
+	// Pages pages. Keys counts every key listed; Listings are objbacker's
+	// List calls, ListsInFlight the most of them side by side.
+	Objects       int64   `json:"objects,omitempty"`
+	FirstByte     float64 `json:"first_byte_s,omitempty"`
+	Probes        int     `json:"probes,omitempty"`
+	Serving       float64 `json:"serving_s,omitempty"`
+	Listed        float64 `json:"listed_s,omitempty"`
+	Keys          int64   `json:"keys,omitempty"`
+	Listings      int     `json:"listings,omitempty"`
+	ListsInFlight int     `json:"lists_in_flight,omitempty"`
+	Pages         int     `json:"pages,omitempty"`
 }
 
 type pidList []int

@@ -297,13 +297,14 @@ func listSerialMain(ctx context.Context, args []string) error {
 
 // serveLog is what the start-up section reads in serve's JSON log lines.
 type serveLog struct {
-	Time   time.Time       `json:"time"`
-	Msg    string          `json:"msg"`
-	Export string          `json:"export"`
-	Blocks int64           `json:"blocks_present"`
-	Keys   int64           `json:"keys"`
-	Ranges int             `json:"ranges"`
-	Took   json.RawMessage `json:"list_time"`
+	Time     time.Time       `json:"time"`
+	Msg      string          `json:"msg"`
+	Export   string          `json:"export"`
+	Blocks   int64           `json:"blocks_present"`
+	Keys     int64           `json:"keys"`
+	Listings int             `json:"listings"`
+	InFlight int             `json:"in_flight"`
+	Took     json.RawMessage `json:"list_time"`
 }
 
 // duration reads a slog duration: nanoseconds in JSON, a string in text.
@@ -486,7 +487,7 @@ func startupMain(ctx context.Context, args []string) error {
 	}
 	rec.Listed = complete.Time.Sub(t0).Seconds()
 	rec.Seconds = took.Seconds()
-	rec.Keys, rec.Ranges = complete.Keys, complete.Ranges
-	return finishRecord(o, rec, fmt.Sprintf("first byte %.3f s (%d probes), serving %.3f s, listed %d keys in %d ranges in %.2f s (%.2f s after start)",
-		rec.FirstByte, rec.Probes, rec.Serving, rec.Keys, rec.Ranges, rec.Seconds, rec.Listed))
+	rec.Keys, rec.Listings, rec.ListsInFlight = complete.Keys, complete.Listings, complete.InFlight
+	return finishRecord(o, rec, fmt.Sprintf("first byte %.3f s (%d probes), serving %.3f s, listed %d keys in %d listings, at most %d side by side, in %.2f s (%.2f s after start)",
+		rec.FirstByte, rec.Probes, rec.Serving, rec.Keys, rec.Listings, rec.ListsInFlight, rec.Seconds, rec.Listed))
 }

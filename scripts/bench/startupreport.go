@@ -32,7 +32,7 @@ func startupTable(w io.Writer, spec sectionSpec, recs []record) {
 		byObjects[r.Objects] = append(byObjects[r.Objects], r)
 	}
 	slices.Sort(sizes)
-	fmt.Fprintln(w, "| objects | first byte s | serving s | full presence s (since start) | objbacker listing s | ranges | serial LIST s | pages | ratio serial / objbacker | MinIO CPU s objbacker / serial | targets | |")
+	fmt.Fprintln(w, "| objects | first byte s | serving s | full presence s (since start) | objbacker listing s | listings (side by side) | serial LIST s | pages | ratio serial / objbacker | MinIO CPU s objbacker / serial | targets | |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range sizes {
 		var sub, peer []record
@@ -75,7 +75,7 @@ func startupTable(w io.Writer, spec sectionSpec, recs []record) {
 		}
 		var ranges, pages string
 		if len(sub) > 0 {
-			ranges = fmt.Sprint(sub[len(sub)-1].Ranges)
+			ranges = fmt.Sprintf("%d (%d)", sub[len(sub)-1].Listings, sub[len(sub)-1].ListsInFlight)
 		}
 		if len(peer) > 0 {
 			pages = fmt.Sprint(peer[len(peer)-1].Pages)
