@@ -17,7 +17,7 @@ func infoCommand() *cli.Command {
 		Usage:     "show the device a bucket holds: layout, sizes, encodings, mount marker, objects present",
 		ArgsUsage: "URL",
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "LIST requests in flight: the key space is listed in ranges side by side, as serve lists it"},
+			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "most LIST requests in flight: the listing is split and doubled while that makes it faster, as serve lists"},
 		},
 		Action: info,
 	}

@@ -12,8 +12,8 @@ import (
 
 // The presence map is filled by listing the store. A bucket of 10^8 blocks
 // is 10^5 pages of 1000 keys, hours one page after another: so the key
-// space is split into ranges listed side by side, and with
-// Config.ListInBackground the device serves while they run (ranges.go). Until the
+// space is split into parts listed side by side (ranges.go), and with
+// Config.ListInBackground the device serves while they run. Until the
 // listing is done, a block it has not reached is unknown: it may exist,
 // so a read fetches it (no object: zeros, and the device has learned that
 // it is absent), a trim deletes it, and a partial write merges it (a
@@ -21,22 +21,23 @@ import (
 // learns of a block itself (a fetch, a PUT, a DELETE) is newer than what
 // a listing page says of it, so the listing leaves such a block alone.
 type listing struct {
-	// done: every range has been listed; present is the whole truth, and
+	// done: every chunk has been listed; present is the whole truth, and
 	// the fields below are dropped.
 	done bool
 	// learned holds the blocks whose presence the device learned itself
 	// while the listing ran.
 	learned presence
-	// rangeDone[i], for plain names, is set once the blocks
-	// [i<<shift, (i+1)<<shift) have been listed. Hash-prefixed names
-	// scatter a range's blocks over the device: known only when done.
-	rangeDone []bool
+	// chunkDone[i], for plain names, is set once the blocks
+	// [i<<shift, (i+1)<<shift), chunk i (keyChunks), have been listed.
+	// Hash-prefixed names scatter a chunk's blocks over the device: known
+	// only when done.
+	chunkDone []bool
 	shift     uint
 	// Progress: keys listed, and chunks (keyChunks) finished of all.
 	keys int64
 	// beyond counts the blocks listed beyond the device's end.
 	beyond              int64
-	rangesDone, ranges  int
+	chunksDone, chunks  int
 	started, finishedAt time.Time
 	// finished is closed once done is set (WaitListed).
 	finished chan struct{}
@@ -46,7 +47,7 @@ type listing struct {
 // Called with d.mu held.
 func (d *Device) known(n int64) bool {
 	l := &d.listing
-	return l.done || l.learned.has(n) || (l.rangeDone != nil && l.rangeDone[n>>l.shift])
+	return l.done || l.learned.has(n) || (l.chunkDone != nil && l.chunkDone[n>>l.shift])
 }
 
 // mayExist reports whether block n may have an object: a block the map
@@ -76,9 +77,9 @@ func (d *Device) startListing(ctx context.Context, block0Probed bool) error {
 	}
 	chunks := chunkKeys(d.store, Layout{d.geo, d.naming}, d.cfg.Parallel)
 	d.listing = listing{learned: newPresence(), started: time.Now(), finished: make(chan struct{}),
-		ranges: len(chunks.bounds), shift: chunks.shift}
+		chunks: len(chunks.bounds), shift: chunks.shift}
 	if !d.naming.HashPrefix {
-		d.listing.rangeDone = make([]bool, len(chunks.bounds))
+		d.listing.chunkDone = make([]bool, len(chunks.bounds))
 	}
 	if !d.cfg.ListInBackground {
 		return d.listAll(ctx, chunks, false)
@@ -134,10 +135,10 @@ func (d *Device) listAll(ctx context.Context, chunks keyChunks, background bool)
 		keys: func(_ int, batch []objstore.ObjectInfo) { d.applyListed(batch) },
 		listed: func(i int) {
 			d.mu.Lock()
-			if d.listing.rangeDone != nil {
-				d.listing.rangeDone[i] = true
+			if d.listing.chunkDone != nil {
+				d.listing.chunkDone[i] = true
 			}
-			d.listing.rangesDone++
+			d.listing.chunksDone++
 			d.mu.Unlock()
 		}}
 	if err := l.list(ctx); err != nil {
@@ -148,7 +149,7 @@ func (d *Device) listAll(ctx context.Context, chunks keyChunks, background bool)
 	}
 	d.mu.Lock()
 	ls := &d.listing
-	ls.done, ls.learned, ls.rangeDone = true, presence{}, nil
+	ls.done, ls.learned, ls.chunkDone = true, presence{}, nil
 	ls.finishedAt = time.Now()
 	count, keys, beyond := d.present.count, ls.keys, ls.beyond
 	took := ls.finishedAt.Sub(ls.started)
@@ -158,7 +159,7 @@ func (d *Device) listAll(ctx context.Context, chunks keyChunks, background bool)
 	listings, inFlight := l.listings, l.inFlight
 	l.mu.Unlock()
 	args := []any{"size", bytesize.Format(d.geo.Size), "block_size", bytesize.Format(d.geo.BlockSize),
-		"blocks_present", count, "keys", keys, "ranges", len(chunks.bounds), "listings", listings, "in_flight", inFlight,
+		"blocks_present", count, "keys", keys, "chunks", len(chunks.bounds), "listings", listings, "in_flight", inFlight,
 		"list_time", took.Round(time.Millisecond)}
 	if beyond > 0 {
 		args = append(args, "blocks_beyond_end", beyond)
@@ -194,7 +195,7 @@ func (d *Device) applyListed(batch []objstore.ObjectInfo) {
 // listingProgressEvery is how often a listing under way logs its progress.
 const listingProgressEvery = 10 * time.Second
 
-// logListingProgress logs the listing's progress (keys, rate, ranges,
+// logListingProgress logs the listing's progress (keys, rate, chunks,
 // estimated time left) every listingProgressEvery until stopped.
 func (d *Device) logListingProgress(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
@@ -214,9 +215,9 @@ func (d *Device) logListingProgress(ctx context.Context) (stop func()) {
 			d.mu.Unlock()
 			elapsed := time.Since(l.started)
 			args := []any{"keys", l.keys, "keys_per_second", int64(float64(l.keys) / elapsed.Seconds()),
-				"ranges_done", l.rangesDone, "ranges", l.ranges}
-			if l.rangesDone > 0 {
-				left := time.Duration(float64(elapsed) * float64(l.ranges-l.rangesDone) / float64(l.rangesDone))
+				"chunks_done", l.chunksDone, "chunks", l.chunks}
+			if l.chunksDone > 0 {
+				left := time.Duration(float64(elapsed) * float64(l.chunks-l.chunksDone) / float64(l.chunksDone))
 				args = append(args, "eta", left.Round(time.Second))
 			}
 			d.log.Info("listing blocks", args...)
