@@ -82,8 +82,8 @@ fi
 # for code that changed since; on 2026-12-03 it reported the fault suite
 # passed without running it.
 if ((everything)); then
-	log "go test -count=1 -race -timeout 40m $* -skip ^(TestZFS|TestVdev|TestRestart|TestFaults)\$ ./..."
-	go test -count=1 -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev|TestRestart|TestFaults)$' ./...
+	log "go test -count=1 -race -timeout 40m $* -skip ^(TestZFS|TestVdev|TestRestart|TestCrash|TestFaults)\$ ./..."
+	go test -count=1 -race -timeout 40m "$@" -skip '^(TestZFS|TestVdev|TestRestart|TestCrash|TestFaults)$' ./...
 	# Block buffers live outside the Go heap only without -race, which
 	# watches heap memory alone (blockmap/arena_heap.go): run the packages
 	# that use them once more on mapped memory.
@@ -100,6 +100,10 @@ if ((everything)); then
 	# five SIGTERM restarts of the server under a load.
 	log "go test -count=1 -race -timeout 40m $* -v -run ^TestRestart\$ ./e2e/"
 	go test -count=1 -race -timeout 40m "$@" -v -run '^TestRestart$' ./e2e/
+	# A crash under a live pool (issue 17): the server killed without a
+	# journal, its successor refused, the pool suspended and recovered.
+	log "go test -count=1 -race -timeout 40m $* -v -run ^TestCrash\$ ./e2e/"
+	go test -count=1 -race -timeout 40m "$@" -v -run '^TestCrash$' ./e2e/
 	# The fault suite (e2e/faults, about 3 min): objbacker behind a
 	# fault-injecting proxy, killed and raced; verbose for its table of
 	# figures (README, "The fault suite").

@@ -2,7 +2,8 @@
 # The restart phase of the guest's /init (e2e/restart_test.go): the exports
 # are attached with objbacker attach (netlink, supervised) instead of
 # nbd-client, a pool is striped over them, and a write and read load with
-# checksums runs while the host restarts objbacker serve. The host says
+# checksums runs while the host restarts objbacker serve and cuts the
+# network between them for a while (e2e/netcut_test.go). The host says
 # when to stop on http://10.0.2.2:CTL/ (e2e.ctl=PORT): "run" or "stop".
 #
 #   restart  attach, create, load until told to stop, then require: no
