@@ -54,7 +54,7 @@ func TestErase(t *testing.T) {
 	}
 	s.stop(t)
 	code, out, stderr := runCLI(t, "erase", "--yes", url)
-	if code != 0 || !strings.Contains(out, "erased 5 blocks") || !strings.Contains(stderr, "erasing blocks 5/5 (100%") {
+	if code != 0 || !strings.Contains(out, "erased 5 blocks") || !strings.Contains(stderr, "erasing blocks: 5 (") {
 		t.Fatalf("erase: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
 	}
 	if code, out, _ := runCLI(t, "info", url); code != 0 || !strings.Contains(out, "not recorded") || !strings.Contains(out, "blocks present: 0") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/urfave/cli/v2"
@@ -20,7 +21,7 @@ func eraseCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "yes", Usage: "confirm: the device's data is destroyed"},
 			&cli.BoolFlag{Name: "force", Usage: "erase even if the bucket is marked as mounted"},
-			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "DELETE requests in flight"},
+			&cli.IntFlag{Name: "parallel", Value: blockmap.DefaultParallel, Usage: "DELETE requests in flight, and most LIST requests (as info lists)"},
 		},
 		Action: erase,
 	}
@@ -58,6 +59,10 @@ func erase(c *cli.Context) (err error) {
 	if !c.Bool("yes") {
 		return usageError{errors.New("erase destroys the device's data; confirm with --yes")}
 	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
 	store, raw, err := openURLArg(c)
 	if err != nil {
 		return err
@@ -78,24 +83,21 @@ func erase(c *cli.Context) (err error) {
 	}()
 
 	// Both namings are erased: a bucket may hold either, and a key of one
-	// form never parses as the other.
-	var keys []string
-	err = store.List(c.Context, "", "", func(o objstore.ObjectInfo) error {
-		_, plain := blockmap.Naming{}.Parse(o.Key)
-		_, hashed := blockmap.Naming{HashPrefix: true}.Parse(o.Key)
-		if plain || hashed {
-			keys = append(keys, o.Key)
-		}
-		return nil
-	})
+	// form never parses as the other. The bucket is listed as serve lists
+	// it, in parts side by side, and each block is deleted as soon as it is
+	// listed: memory stays bounded however many blocks the bucket holds.
+	// The recorded layout only splits the listing: a bucket whose layout
+	// cannot be read is erased all the same, listed in one piece.
+	f, _, err := blockmap.Recorded(c.Context, store)
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", redact(raw), err)
+		log.Warn("no layout to split the listing by; listing the bucket in one piece", "err", err)
+		f = blockmap.Found{}
 	}
-	p := startProgress(c.App.ErrWriter, "erasing blocks", int64(len(keys)))
-	err = deleteAll(c.Context, store, keys, max(1, c.Int("parallel")), p)
+	p := startProgress(c.App.ErrWriter, "erasing blocks")
+	erased, err := eraseBlocks(c.Context, objstore.Retrying(store, storeRetryPolicy, log), f.Layout, max(1, c.Int("parallel")), log, p)
 	p.finish()
 	if err != nil {
-		return err
+		return fmt.Errorf("erasing %s: %w", redact(raw), err)
 	}
 	// The record of the last clean stop goes first: a device created on
 	// the bucket later continues none, so a client still attached to the
@@ -106,16 +108,18 @@ func erase(c *cli.Context) (err error) {
 	if err := store.Delete(c.Context, blockmap.DescriptorKey); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "erased %d blocks and the recorded layout from %s\n", len(keys), redact(raw))
+	fmt.Fprintf(c.App.Writer, "erased %d blocks and the recorded layout from %s\n", erased, redact(raw))
 	return nil
 }
 
-// deleteAll deletes keys with n requests in flight and stops at the first
-// error.
-func deleteAll(ctx context.Context, store objstore.Store, keys []string, n int, p *progress) error {
+// eraseBlocks deletes every block object of store (either naming) as the
+// listing finds them, n DELETEs in flight, and stops at the first error.
+// It returns how many it deleted: a block listed twice (a part listed
+// again) is deleted, and counted, twice.
+func eraseBlocks(ctx context.Context, store objstore.Store, l blockmap.Layout, n int, log *slog.Logger, p *progress) (int64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan string)
+	work := make(chan string, 4*n)
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
@@ -128,16 +132,25 @@ func deleteAll(ctx context.Context, store objstore.Store, keys []string, n int, 
 			}
 		})
 	}
-	for _, key := range keys {
-		select {
-		case work <- key:
-		case <-ctx.Done():
+	err := blockmap.ForEachKey(ctx, store, l, n, log, func(batch []objstore.ObjectInfo) error {
+		for _, o := range batch {
+			_, plain := blockmap.Naming{}.Parse(o.Key)
+			_, hashed := blockmap.Naming{HashPrefix: true}.Parse(o.Key)
+			if !plain && !hashed {
+				continue
+			}
+			select {
+			case work <- o.Key:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
 		}
-	}
+		return nil
+	})
 	close(work)
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	if cause := context.Cause(ctx); cause != nil {
+		return p.done.Load(), cause
 	}
-	return ctx.Err()
+	return p.done.Load(), err
 }

@@ -2,6 +2,7 @@ package blockmap
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 
@@ -62,4 +63,28 @@ func CountObjects(ctx context.Context, store objstore.Store, l Layout, parallel 
 		total.Other += t.Other
 	}
 	return total, nil
+}
+
+// ForEachKey lists every key of store as CountObjects does (parts side by
+// side, at most parallel, split by the chunks of layout l, which may be
+// zero) and hands them to fn a batch at a time, from several goroutines at
+// once. A key may come more than once: a part is listed again after a
+// failure or out of order. The first error of fn ends the listing and is
+// returned.
+func ForEachKey(ctx context.Context, store objstore.Store, l Layout, parallel int, log *slog.Logger, fn func(batch []objstore.ObjectInfo) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	lister := chunkLister{store: store, chunks: chunkKeys(store, l, parallel), parallel: parallel, log: log,
+		keys: func(_ int, batch []objstore.ObjectInfo) {
+			if ctx.Err() == nil {
+				if err := fn(batch); err != nil {
+					cancel(err)
+				}
+			}
+		}}
+	err := lister.list(ctx)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }
