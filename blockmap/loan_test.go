@@ -250,3 +250,60 @@ func TestReadLargerThanTheCacheFetchesEachBlockOnce(t *testing.T) {
 		t.Errorf("%d GETs for 8 blocks read through a 4-block cache, want 8", n)
 	}
 }
+
+// A block written while the device believed it absent, and lent to a
+// reply, turns out to have an object: its upload's create-only PUT is
+// refused, and the object is merged under the sectors written. The merge
+// must go into a buffer of the device's own: the lent view is a reply on
+// its way to a client and must not change under it.
+func TestMergeIntoALentBlockLeavesTheViewAlone(t *testing.T) {
+	store, _, mem := countingMem()
+	g := Geometry{Size: 8 * mib, BlockSize: mib}
+	d := testDevice(t, store, g, 8*mib)
+	// Block 3's object appears behind the device's back: its presence map
+	// says absent.
+	stored := pattern(mib, 31)
+	if _, err := mem.Put(t.Context(), d.Naming().Key(3), stored, objstorePut(g)); err != nil {
+		t.Fatal(err)
+	}
+	written := pattern(4096, 32)
+	if _, err := d.WriteAt(written, 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	views, lentRelease, err := d.LendAt(3*mib, mib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Released once, here or when a check fails: Close waits for it.
+	release := sync.OnceFunc(lentRelease)
+	defer release()
+	lent := bytes.Join(views, nil)
+	before := bytes.Clone(lent)
+	// Before the merge the device holds the write over zeros.
+	want := make([]byte, mib)
+	copy(want, written)
+	if !bytes.Equal(before, want) {
+		t.Fatal("the lent block is not the write over zeros")
+	}
+	// The upload's create-only PUT is refused; the object is fetched and
+	// merged under the write, then uploaded.
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(bytes.Join(views, nil), before) {
+		t.Fatal("the merge wrote into the buffer lent to a reply")
+	}
+	release()
+	merged := bytes.Clone(stored)
+	copy(merged, written)
+	got := make([]byte, mib)
+	if _, err := d.ReadAt(got, 3*mib); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, merged) {
+		t.Fatal("block 3 does not read as the object under the write")
+	}
+	if !bytes.Equal(objectBytes(t, store, d.Naming().Key(3)), merged) {
+		t.Fatal("block 3's object is not the object under the write")
+	}
+}
