@@ -34,6 +34,10 @@ type session struct {
 	// strictAlign is set when the client requested NBD_INFO_BLOCK_SIZE in
 	// NBD_OPT_GO and thereby agreed to the minimum block size.
 	strictAlign bool
+	// conn and r carry the transmission phase: the connection the
+	// handshake began on, or its TLS layer after NBD_OPT_STARTTLS.
+	conn net.Conn
+	r    *bufio.Reader
 }
 
 type negotiator struct {
@@ -42,17 +46,21 @@ type negotiator struct {
 	w        *bufio.Writer
 	exports  []*export
 	noZeroes bool
+	// nc is the connection, replaced with its TLS layer once tlsUp.
+	nc    net.Conn
+	tls   tlsPolicy
+	tlsUp bool
 }
 
 // negotiate runs the fixed newstyle handshake. Options are handled
 // statelessly: each INFO or GO resolves its own export name, so nothing
 // selected by an earlier option leaks into a later one.
-func negotiate(ctx context.Context, nc net.Conn, r *bufio.Reader, exports []*export, log *slog.Logger) (*session, error) {
+func negotiate(ctx context.Context, nc net.Conn, r *bufio.Reader, exports []*export, tp tlsPolicy, log *slog.Logger) (*session, error) {
 	if err := nc.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
-	n := &negotiator{log: log, r: r, w: bufio.NewWriter(nc), exports: exports}
+	n := &negotiator{log: log, r: r, w: bufio.NewWriter(nc), exports: exports, nc: nc, tls: tp}
 	sess, err := n.run()
 	if !stop() {
 		return nil, ctx.Err()
@@ -60,6 +68,7 @@ func negotiate(ctx context.Context, nc net.Conn, r *bufio.Reader, exports []*exp
 	if err != nil {
 		return nil, err
 	}
+	sess.conn, sess.r = n.nc, n.r
 	return sess, nc.SetDeadline(time.Time{})
 }
 
@@ -114,6 +123,9 @@ func (n *negotiator) run() (*session, error) {
 // option answers one option. It returns a session when transmission
 // starts, and an error when the connection must end.
 func (n *negotiator) option(opt protocol.NegotiationOptionHeader) (*session, error) {
+	if handled, err := n.tlsOption(opt); handled {
+		return nil, err
+	}
 	if opt.Length > maxOptionLen {
 		if opt.ID == optExportName {
 			return nil, fmt.Errorf("export name of %d bytes", opt.Length)

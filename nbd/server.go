@@ -3,6 +3,7 @@ package nbd
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,17 @@ type Server struct {
 	// read-only, of length zero) are not observed. It is called
 	// concurrently, on the request's path: it must be cheap.
 	Observe func(export, cmd string, bytes uint32, d time.Duration, err error)
+	// TLSConfig, if set, lets clients upgrade a connection to TLS with
+	// NBD_OPT_STARTTLS, as the spec's SELECTIVETLS mode with no TLS-only
+	// export; nil answers STARTTLS NBD_REP_ERR_UNSUP. It needs a
+	// certificate (Certificates, GetCertificate or GetConfigForClient,
+	// which may change it between connections); ClientAuth and ClientCAs
+	// make client certificates mandatory.
+	TLSConfig *tls.Config
+	// TLSRequired makes TLS mandatory (the spec's FORCEDTLS mode): before
+	// STARTTLS every option but ABORT is answered NBD_REP_ERR_TLS_REQD,
+	// and NBD_OPT_EXPORT_NAME ends the connection. It needs TLSConfig.
+	TLSRequired bool
 
 	connIDs atomic.Uint64
 	// budgets are the exports' payload budgets (Export.MaxBuffered), made
@@ -72,6 +84,9 @@ type Server struct {
 // when ln fails; open connections are then drained the same way.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	exports, err := resolveExports(s.Exports)
+	if err == nil {
+		_, err = s.tlsPolicy()
+	}
 	if err != nil {
 		ln.Close()
 		return err
@@ -113,6 +128,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // aborts, or at shutdown, and the error otherwise (also logged).
 func (s *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	exports, err := resolveExports(s.Exports)
+	if err == nil {
+		_, err = s.tlsPolicy()
+	}
 	if err != nil {
 		nc.Close()
 		return err
@@ -126,7 +144,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log.Info("nbd: client connected")
 
 	r := bufio.NewReaderSize(nc, 32<<10)
-	sess, err := negotiate(ctx, nc, r, exports, log)
+	tp, err := s.tlsPolicy()
+	if err != nil {
+		return err
+	}
+	sess, err := negotiate(ctx, nc, r, exports, tp, log)
 	switch {
 	case errors.Is(err, errClientAborted):
 		log.Info("nbd: client ended the handshake")
@@ -141,7 +163,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, exports []*export) 
 	log = log.With("export", sess.export.Name)
 	log.Info("nbd: export selected", "size", sess.size, "flags", fmt.Sprintf("%#x", sess.export.flags),
 		"aligned", sess.strictAlign)
-	c := newConn(nc, r, sess, s.limiter(sess.export), s.payloadTimeout(), log)
+	c := newConn(sess.conn, sess.r, sess, s.limiter(sess.export), s.payloadTimeout(), log)
 	c.observe = s.Observe
 	return c.serve(ctx)
 }
