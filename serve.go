@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
+	"sync"
 
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
@@ -32,11 +31,9 @@ and prefix). Without --export, serves "disk0" on a local directory,
 ./objbacker-data/disk0, of 16 GiB unless --size says otherwise.
 
 ` + urlForms,
-		Flags: append(append([]cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:10809", Usage: "`ADDR` to accept NBD clients on", EnvVars: []string{"OBJBACKER_LISTEN"}},
-		}, exportFlags()...),
+		Flags: append(append(append(listenFlags(), exportFlags()...),
 			&cli.UintFlag{Name: "min-block-size", Value: 512, Usage: "smallest request advertised to NBD clients: 512 or 4096", EnvVars: []string{"OBJBACKER_MIN_BLOCK_SIZE"}},
-		),
+		), tlsFlags()...),
 		Action: serve,
 	}
 }
@@ -54,17 +51,23 @@ func serve(c *cli.Context) error {
 		return usageError{fmt.Errorf("--min-block-size %d: want 512 or 4096", minBlock)}
 	}
 
-	// The addresses first: a taken or mistyped one must fail before any
-	// bucket is claimed, created or given a size.
-	ln, err := net.Listen("tcp", c.String("listen"))
+	// The certificates are read, and the addresses bound, first: a bad
+	// file or a taken or mistyped address must fail before any bucket is
+	// claimed, created or given a size.
+	tlsSet, err := parseTLSFlags(c)
 	if err != nil {
-		return usageError{fmt.Errorf("--listen %s: %w", c.String("listen"), err)}
+		return err
 	}
-	defer ln.Close()
+	lns, err := listenAll(c)
+	if err != nil {
+		return err
+	}
+	defer closeListeners(lns)
 	metricsLn, err := listenMetrics(c)
 	if err != nil {
 		return err
 	}
+	defer reloadOnSignal(func() { tlsSet.reload(log) })()
 
 	ctx, stop := stopOnSignal(c.Context, c.App.ErrWriter)
 	defer stop()
@@ -91,7 +94,7 @@ func serve(c *cli.Context) error {
 			MaxBuffered:        e.payloadBudget,
 		})
 	}
-	srv := &nbd.Server{Exports: exports, Log: log}
+	srv := &nbd.Server{Exports: exports, Log: log, TLSConfig: tlsSet.config(), TLSRequired: tlsSet != nil && tlsSet.required}
 	var nbdm []prometheus.Collector
 	if metricsLn != nil {
 		m := newNBDMetrics(srv)
@@ -100,14 +103,27 @@ func serve(c *cli.Context) error {
 	}
 	stopMetrics := serveMetrics(metricsLn, opened, log, nbdm...)
 	defer stopMetrics()
-	set.logReady(func(e *openedExport) []any { return []any{"uri", nbdURI(ln.Addr(), e.spec.Name)} })
-	log.Info("serving", "listen", ln.Addr().String(), "exports", len(opened))
+	set.logReady(func(e *openedExport) []any {
+		args := []any{"uri", lns[0].uri(e.spec.Name, tlsSet != nil)}
+		if len(lns) > 1 {
+			var more []string
+			for _, ln := range lns[1:] {
+				more = append(more, ln.uri(e.spec.Name, tlsSet != nil))
+			}
+			args = append(args, "other_uris", more)
+		}
+		return args
+	})
+	if tlsSet != nil {
+		log.Info("TLS", tlsSet.describe()...)
+	}
+	log.Info("serving", "listen", listenerAddrs(lns), "exports", len(opened))
 	// Under systemd (Type=notify, scripts/systemd): units ordered after
 	// this one, such as objbacker attach, start once the exports answer.
 	notifySystemd(log, sddaemon.SdNotifyReady)
 
 	stopped := set.watchStop(ctx, c.Duration("stop-timeout"))
-	serveErr := srv.Serve(ctx, ln)
+	serveErr := serveAll(ctx, srv, lns)
 	notifySystemd(log, sddaemon.SdNotifyStopping)
 	log.Info("stopping: flushing dirty blocks")
 	flushErr := set.close()
@@ -122,18 +138,22 @@ func serve(c *cli.Context) error {
 	return nil
 }
 
-// nbdURI is the URI a client on this host gives to reach export, as
-// libnbd, qemu and nbdinfo take it: nbd://127.0.0.1:10809/disk0. A
-// wildcard listen address is reached through localhost.
-func nbdURI(addr net.Addr, export string) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return "nbd://" + addr.String() + "/" + export
+// serveAll serves srv on every listener until ctx is cancelled or one
+// of them fails, which stops the others.
+func serveAll(ctx context.Context, srv *nbd.Server, lns []*nbdListener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make([]error, len(lns))
+	var wg sync.WaitGroup
+	for i, ln := range lns {
+		wg.Go(func() {
+			if errs[i] = srv.Serve(ctx, ln); errs[i] != nil {
+				cancel()
+			}
+		})
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return (&url.URL{Scheme: "nbd", Host: net.JoinHostPort(host, port), Path: "/" + export}).String()
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // exportDescription is an export's NBD_INFO_DESCRIPTION: what it serves,

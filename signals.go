@@ -47,3 +47,35 @@ func stopOn(parent context.Context, sigs <-chan os.Signal, stderr io.Writer, exi
 		cancel()
 	}
 }
+
+// reloadOnSignal calls reload on every SIGHUP until the returned function
+// is called. The daemon then keeps running on SIGHUP, whose default
+// action would end it without a flush.
+func reloadOnSignal(reload func()) func() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP)
+	return reloadOn(sigs, reload, func() { signal.Stop(sigs) })
+}
+
+// reloadOn is reloadOnSignal with the signals given; unsubscribe stops
+// their delivery.
+func reloadOn(sigs <-chan os.Signal, reload func(), unsubscribe func()) func() {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-sigs:
+				reload()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		unsubscribe()
+		close(done)
+		<-finished
+	}
+}

@@ -103,12 +103,18 @@ func (ca *CA) Pool() *x509.CertPool {
 
 // ClientDir writes the directory libnbd's tls-certificates= and qemu's
 // tls-creds-x509 dir= read on the client side: ca-cert.pem (the CA that
-// signed the server's certificate), and client-cert.pem and
-// client-key.pem when client is not nil.
-func ClientDir(t testing.TB, ca *CA, client *Pair) string {
+// signed the server's certificate, then the also CAs), and
+// client-cert.pem and client-key.pem when client is not nil. qemu checks
+// its own client certificate against ca-cert.pem too: its issuer must be
+// there.
+func ClientDir(t testing.TB, ca *CA, client *Pair, also ...*CA) string {
 	t.Helper()
 	dir := t.TempDir()
-	Write(t, filepath.Join(dir, "ca-cert.pem"), ca.CertPEM)
+	cas := ca.CertPEM
+	for _, a := range also {
+		cas = append(append([]byte(nil), cas...), a.CertPEM...)
+	}
+	Write(t, filepath.Join(dir, "ca-cert.pem"), cas)
 	if client != nil {
 		Write(t, filepath.Join(dir, "client-cert.pem"), client.CertPEM)
 		Write(t, filepath.Join(dir, "client-key.pem"), client.KeyPEM)
