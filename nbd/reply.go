@@ -26,6 +26,9 @@ func newReplyWriter(conn net.Conn) *replyWriter {
 		if err := conn.SetWriteDeadline(time.Now().Add(replyTimeout)); err != nil {
 			return err
 		}
+		if tc, ok := conn.(*tlsConn); ok {
+			return tc.writeBatch(batch)
+		}
 		bufs := net.Buffers(batch)
 		_, err := bufs.WriteTo(conn)
 		return err

@@ -91,7 +91,7 @@ func (n *negotiator) startTLS(opt protocol.NegotiationOptionHeader) error {
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
-	n.nc, n.r, n.w = tc, bufio.NewReaderSize(tc, 32<<10), bufio.NewWriter(tc)
+	n.nc, n.r, n.w = &tlsConn{Conn: tc}, bufio.NewReaderSize(tc, 32<<10), bufio.NewWriter(tc)
 	n.tlsUp = true
 	// The spec: nothing negotiated before STARTTLS survives it. The
 	// options handled so far (LIST, INFO) leave no state; any stateful
@@ -120,3 +120,50 @@ type readerConn struct {
 }
 
 func (c *readerConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// tlsRecord is the most plaintext one TLS record carries.
+const tlsRecord = 16 << 10
+
+// tlsConn is a connection in TLS. Each Write of a tls.Conn is at least one
+// record and one system call, so writing a batch of replies part by part,
+// as net.Buffers does on anything but a socket, would send a 16-byte
+// header as a record of its own: writeBatch packs the parts into full
+// records instead (see replyWriter).
+type tlsConn struct {
+	*tls.Conn
+	buf []byte // one record's worth, reused: batches are written one at a time
+}
+
+func (c *tlsConn) writeBatch(batch [][]byte) error {
+	if c.buf == nil {
+		c.buf = make([]byte, 0, tlsRecord)
+	}
+	buf := c.buf[:0]
+	for _, p := range batch {
+		for len(p) > 0 {
+			if len(buf) == 0 && len(p) >= tlsRecord {
+				// Whole records straight from the part, no copy.
+				n := len(p) - len(p)%tlsRecord
+				if _, err := c.Conn.Write(p[:n]); err != nil {
+					return err
+				}
+				p = p[n:]
+				continue
+			}
+			n := copy(buf[len(buf):tlsRecord], p)
+			buf, p = buf[:len(buf)+n], p[n:]
+			if len(buf) == tlsRecord {
+				if _, err := c.Conn.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+	}
+	if len(buf) > 0 {
+		if _, err := c.Conn.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}

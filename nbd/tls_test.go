@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -326,4 +327,53 @@ func TestTLSClientHelloPipelined(t *testing.T) {
 	c.nc, c.r = tc, bufio.NewReader(tc)
 	c.goTo("disk", protocol.NEGOTIATION_TYPE_INFO_BLOCKSIZE)
 	c.roundTrip(0, bytes.Repeat([]byte("pipelined"), 512))
+}
+
+// writeBatch packs parts of any size into records and loses or reorders
+// no byte.
+func TestTLSWriteBatch(t *testing.T) {
+	ts := newTLSSetup(t)
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	server := &tlsConn{Conn: tls.Server(a, ts.server)}
+	client := tls.Client(b, ts.client)
+
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	var batches [][][]byte
+	var want []byte
+	for range 50 {
+		var batch [][]byte
+		for range 1 + rng.IntN(8) {
+			// Headers, small payloads, record multiples, and over.
+			size := []int{16, 1 + rng.IntN(4096), tlsRecord, 2*tlsRecord + rng.IntN(tlsRecord), rng.IntN(300 << 10)}[rng.IntN(5)]
+			p := make([]byte, size)
+			for i := range p {
+				p[i] = byte(rng.Uint32())
+			}
+			batch = append(batch, p)
+			want = append(want, p...)
+		}
+		batches = append(batches, batch)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for _, batch := range batches {
+			if err := server.writeBatch(batch); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- server.Close()
+	}()
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes, want %d; the stream differs", len(got), len(want))
+	}
 }
