@@ -108,7 +108,19 @@ func TestTLSClients(t *testing.T) {
 		t.Fatal("qemu-img's write over TLS is not what nbdcopy reads back")
 	}
 
+	// nbd-client, the kernel's client, here only listing the exports: that
+	// needs no nbd module, and is the same handshake and TLS.
+	host, port, _ := strings.Cut(s.addr, ":")
+	out = runOK(t, "nbd-client", "-l", host, port, "-cacertfile", filepath.Join(goodDir, "ca-cert.pem"),
+		"-certfile", filepath.Join(goodDir, "client-cert.pem"), "-keyfile", filepath.Join(goodDir, "client-key.pem"), "-tlshostname", "localhost")
+	if !strings.Contains(out, "d: objbacker mem:") {
+		t.Errorf("nbd-client -l over TLS:\n%s", out)
+	}
+
 	// Refusals.
+	if out := runFails(t, "nbd-client", "-l", host, port); !strings.Contains(out, "TLS is required") {
+		t.Errorf("nbd-client without TLS: refused, but not for TLS:\n%s", out)
+	}
 	if out := runFails(t, "nbdinfo", "nbd://"+s.addr+"/d"); !strings.Contains(out, "TLS") {
 		t.Errorf("nbdinfo without TLS: refused, but not for TLS:\n%s", out)
 	}
