@@ -37,12 +37,16 @@ type pass struct {
 	// kill: the first boot only syncs (sync, zpool sync; no export), then
 	// objbacker gets SIGKILL instead of SIGTERM.
 	kill bool
+	// tls: objbacker requires TLS with a client certificate, and the
+	// guest's nbd-client attaches with one (e2e.tls=1).
+	tls bool
 }
 
 var passes = []pass{
 	{name: "stripe", layout: "stripe", exports: 3, mb: 256},
 	{name: "special", layout: "special", exports: 1, mb: 192},
 	{name: "sigkill", layout: "stripe", exports: 1, mb: 64, kill: true},
+	{name: "tls", layout: "stripe", exports: 1, mb: 64, tls: true},
 }
 
 // TestZFS runs ZFS in a QEMU guest on objbacker's exports backed by MinIO
@@ -85,11 +89,17 @@ func (p pass) run(t *testing.T, v *vm, bin, endpoint string, deadline time.Time)
 		fmt.Sprintf("e2e.mb=%d", p.mb),
 	}
 
+	var tls []string
+	if p.tls {
+		tls = guestTLS(t, v)
+		params = append(params, "e2e.tls=1")
+	}
+
 	end := "export"
 	if p.kill {
 		end = "sync"
 	}
-	first := startObjbacker(t, bin, "objbacker-1", port, exports, "--size", exportSize)
+	first := startObjbacker(t, bin, "objbacker-1", port, exports, append([]string{"--size", exportSize}, tls...)...)
 	create := boot{name: "create", disks: disks, limit: limit(t, deadline),
 		params: append([]string{"e2e.phase=create", "e2e.end=" + end}, params...)}
 	if p.kill {
@@ -103,6 +113,9 @@ func (p pass) run(t *testing.T, v *vm, bin, endpoint string, deadline time.Time)
 	}
 	v.run(t, create)
 	first.requireConnections(t, names, connections)
+	if p.tls {
+		first.requireTLS(t, connections*len(names))
+	}
 	verify := boot{name: "verify", disks: disks, params: append([]string{"e2e.phase=verify"}, params...)}
 	if p.kill {
 		recoverBuckets(t, bin, port, exports)
@@ -114,10 +127,13 @@ func (p pass) run(t *testing.T, v *vm, bin, endpoint string, deadline time.Time)
 	}
 
 	// No --size: the geometry comes from the buckets.
-	second := startObjbacker(t, bin, "objbacker-2", port, exports)
+	second := startObjbacker(t, bin, "objbacker-2", port, exports, tls...)
 	verify.limit = limit(t, deadline)
 	v.run(t, verify)
 	second.requireConnections(t, names, connections)
+	if p.tls {
+		second.requireTLS(t, connections*len(names))
+	}
 	second.reportMetrics(t, names)
 	second.stopClean(t)
 

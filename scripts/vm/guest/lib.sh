@@ -79,10 +79,21 @@ disk() {
 }
 
 # attach INDEX EXPORT connects /dev/nbdINDEX to an export of the host's
-# objbacker and lets one request carry a whole 1 MiB block.
+# objbacker and lets one request carry a whole 1 MiB block. With TLS=1 it
+# uses TLS with the client certificate in /e2e/tls: nbd-client then hands
+# the kernel one end of a socket pair per connection, and a process of its
+# own relays between that and the TLS connection.
 attach() {
 	_dev=nbd$1
-	nbd-client -N "$2" 10.0.2.2 "$PORT" "/dev/$_dev" -b 4096 -C "$CONNS" || return 1
+	_export=$2
+	_tls=
+	set -- -b 4096 -C "$CONNS"
+	if [ "$TLS" = 1 ]; then
+		set -- "$@" -cacertfile /e2e/tls/ca-cert.pem -certfile /e2e/tls/client-cert.pem \
+			-keyfile /e2e/tls/client-key.pem -tlshostname localhost
+		_tls=", TLS"
+	fi
+	nbd-client -N "$_export" 10.0.2.2 "$PORT" "/dev/$_dev" "$@" || return 1
 	_i=0
 	while [ "$(cat "/sys/block/$_dev/size")" = 0 ]; do
 		_i=$((_i + 1))
@@ -90,7 +101,7 @@ attach() {
 		sleep 0.1
 	done
 	echo 1024 >"/sys/block/$_dev/queue/max_sectors_kb" || return 1
-	say "/dev/$_dev: export $2, $(($(cat "/sys/block/$_dev/size") / 2048)) MiB, -C $CONNS, max_sectors_kb $(cat "/sys/block/$_dev/queue/max_sectors_kb")"
+	say "/dev/$_dev: export $_export, $(($(cat "/sys/block/$_dev/size") / 2048)) MiB, -C $CONNS$_tls, max_sectors_kb $(cat "/sys/block/$_dev/queue/max_sectors_kb")"
 }
 
 # attach_all [ATTACH] attaches every export with ATTACH INDEX EXPORT
