@@ -105,7 +105,11 @@ func listenUnix(path string, perm socketPerm) (*nbdListener, error) {
 	if path == "" {
 		return nil, errors.New("no socket path after unix:")
 	}
-	path = filepath.Clean(path)
+	// Absolute, for the URIs in the log: a client elsewhere can use them.
+	path, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
 	if err := checkStaleSocket(path); err != nil {
 		return nil, err
 	}

@@ -211,3 +211,18 @@ type fakeListener struct{ addr net.Addr }
 func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (fakeListener) Close() error              { return nil }
 func (l fakeListener) Addr() net.Addr          { return l.addr }
+
+// A relative socket path is made absolute, so the logged URI works from
+// anywhere.
+func TestUnixSocketRelativePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	ln, err := listenUnix("rel.sock", socketPerm{mode: 0o600, uid: -1, gid: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if got, want := ln.uri("d", false), "nbd+unix:///d?socket="+filepath.Join(dir, "rel.sock"); got != want {
+		t.Errorf("uri %s, want %s", got, want)
+	}
+}
