@@ -28,7 +28,7 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServe(t, "--listen", "unix:"+sock, "--listen-mode", "0660", "--listen-owner", usr.Username+":"+grp.Name,
-		"--size", "256M", "--export", "d=mem://")
+		"--size", "64M", "--export", "d=mem://")
 	info, err := os.Lstat(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -42,12 +42,12 @@ func TestUnixSocket(t *testing.T) {
 		t.Errorf("the log does not give %s:\n%s", uri, s.stderr)
 	}
 
-	if out := runOK(t, "nbdinfo", "--size", uri); strings.TrimSpace(out) != fmt.Sprint(256<<20) {
+	if out := runOK(t, "nbdinfo", "--size", uri); strings.TrimSpace(out) != fmt.Sprint(64<<20) {
 		t.Errorf("nbdinfo --size over the socket: %s", out)
 	}
 	dir := t.TempDir()
 	in, back := filepath.Join(dir, "in"), filepath.Join(dir, "back")
-	data := make([]byte, 32<<20)
+	data := make([]byte, 16<<20)
 	rand.Read(data)
 	if err := os.WriteFile(in, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -62,8 +62,8 @@ func TestUnixSocket(t *testing.T) {
 		}
 	}
 	out := runOK(t, "fio", "--name=unix", "--ioengine=nbd", "--uri="+uri,
-		"--rw=randwrite", "--bs=64k", "--iodepth=8", "--numjobs=2", "--size=16M", "--offset=64M",
-		"--offset_increment=16M", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
+		"--rw=randwrite", "--bs=64k", "--iodepth=8", "--numjobs=2", "--size=8M", "--offset=32M",
+		"--offset_increment=8M", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1",
 		"--group_reporting", "--output-format=json", "--verify_state_save=0")
 	if !strings.Contains(out, `"error" : 0`) {
 		t.Fatalf("fio over the socket did not report success:\n%s", out)
