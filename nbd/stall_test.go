@@ -133,12 +133,15 @@ func TestStalledWritePayloadBlocksNoOne(t *testing.T) {
 	if !bytes.Equal(a.bytes(stallOff, declared), make([]byte, declared)) {
 		t.Error("part of the stalled write was stored")
 	}
-	// Logged at Warn with the client's address.
+	// Logged at Warn with the client's address: the server may close the
+	// connection before it writes the line, so it is awaited a while.
 	remote := "remote=" + stalled.nc.LocalAddr().String()
-	var found bool
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "level=WARN") && strings.Contains(line, remote) && strings.Contains(line, "stalled") {
-			found = true
+	found := false
+	for deadline := time.Now().Add(5 * time.Second); !found && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, remote) && strings.Contains(line, "stalled") {
+				found = true
+			}
 		}
 	}
 	if !found {
