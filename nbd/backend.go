@@ -61,3 +61,36 @@ type BlockWriter interface {
 	// buf from the call on; with fua it returns once durable.
 	WriteBlockBuffer(buf []byte, off int64, fua bool) error
 }
+
+// Extenter describes which parts of a range are holes, for
+// NBD_CMD_BLOCK_STATUS with base:allocation and for READ replies that send
+// holes as hole chunks (blockmap.Device). A backend without it reports
+// everything as data.
+type Extenter interface {
+	// Extents calls fn for consecutive extents from off on, at most
+	// maxExtents of them and up to off+n at most, but at least one when
+	// n > 0. A hole reads as zeros and costs no backend I/O to read.
+	Extents(off, n int64, maxExtents int, fn func(length int64, hole bool)) error
+}
+
+// Cacher prefetches a range the client will read soon (NBD_CMD_CACHE). It
+// may return before the data is cached.
+type Cacher interface {
+	Cache(off, n int64) error
+}
+
+// FastZeroer says whether zeroing a range is faster than writing it
+// (NBD_CMD_FLAG_FAST_ZERO); it must answer at once. Without it, fast zero
+// requests get NBD_ENOTSUP.
+type FastZeroer interface {
+	ZeroIsFast(off, n int64) bool
+}
+
+// Aligner is a backend that takes only offsets and lengths that are
+// multiples of Alignment, a power of two (blockmap.Device: 512-byte
+// sectors). For clients that did not agree to the minimum block size, the
+// server turns unaligned requests into aligned ones: it reads the partial
+// sectors at either end and merges them (read-modify-write).
+type Aligner interface {
+	Alignment() int64
+}

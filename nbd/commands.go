@@ -1,7 +1,6 @@
 package nbd
 
 import (
-	"io"
 	"time"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
@@ -15,8 +14,21 @@ import (
 // which may be after run returns. start is when the request was admitted,
 // for Server.Observe.
 func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, tokens int64, start time.Time) {
-	if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
+	switch req.Type {
+	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
 		c.read(req, buf, tokens, start)
+		return
+	case cmdBlockStatus:
+		err := c.sendBlockStatus(req)
+		if err != nil {
+			c.reply(req, err)
+		}
+		c.observed(req, start, err)
+		return
+	case cmdCache:
+		err := c.export.cache.Cache(int64(req.Offset), int64(req.Length))
+		c.reply(req, err)
+		c.observed(req, start, err)
 		return
 	}
 	defer c.limit.Release(tokens)
@@ -26,7 +38,7 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 		if block != nil {
 			err = c.export.blocks.WriteBlockBuffer(block, int64(req.Offset), req.CommandFlags&cmdFlagFUA != 0)
 		} else {
-			err = c.write(req, (*buf)[replyHeaderLen:])
+			err = c.write(req, (*buf)[payloadHeadroom:])
 			payloads.Put(buf)
 		}
 		c.stats.writes.Add(1)
@@ -35,11 +47,10 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 		err = c.flush(seq)
 		c.stats.flushes.Add(1)
 	case cmdTrim:
-		err = c.fua(req, c.export.trim.Trim(int64(req.Offset), int64(req.Length)))
+		err = c.fua(req, c.trim(int64(req.Offset), int64(req.Length)))
 		c.stats.trims.Add(1)
 	case cmdWriteZeroes:
-		noHole := req.CommandFlags&cmdFlagNoHole != 0
-		err = c.fua(req, c.export.zero.ZeroAt(int64(req.Offset), int64(req.Length), noHole))
+		err = c.fua(req, c.zero(req))
 		c.stats.zeroes.Add(1)
 	}
 	if req.Type != cmdFlush {
@@ -54,27 +65,24 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 // read replies only once the data is complete: a simple reply cannot
 // report an error after a success header.
 func (c *conn) read(req protocol.TransmissionRequestHeader, buf *[]byte, tokens int64, start time.Time) {
+	if c.structured && req.Length >= holeMin && c.readSparse(req, buf, tokens, start) {
+		return
+	}
 	if buf == nil {
 		c.readLent(req, tokens, start)
 		return
 	}
-	data := (*buf)[replyHeaderLen:]
-	// A full read counts as success even with an error: io.ReaderAt may
-	// report io.EOF alongside the last bytes.
-	n, err := c.export.Backend.ReadAt(data, int64(req.Offset))
-	if n < len(data) {
+	data := (*buf)[payloadHeadroom:]
+	if err := c.readAt(data, int64(req.Offset)); err != nil {
 		payloads.Put(buf)
 		c.limit.Release(tokens)
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
 		c.reply(req, err)
 		c.observed(req, start, err)
 		return
 	}
 	c.stats.reads.Add(1)
-	c.stats.bytesRead.Add(uint64(n))
-	c.w.data(req.Handle, buf, func() {
+	c.stats.bytesRead.Add(uint64(len(data)))
+	c.w.data(req.Handle, req.Offset, buf, func() {
 		payloads.Put(buf)
 		c.limit.Release(tokens)
 		c.observed(req, start, nil)
@@ -94,8 +102,7 @@ func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64, st
 	}
 	c.stats.reads.Add(1)
 	c.stats.bytesRead.Add(uint64(req.Length))
-	views[0] = make([]byte, replyHeaderLen)
-	c.w.lent(req.Handle, views, func() {
+	c.w.lent(req.Handle, req.Offset, req.Length, views, func() {
 		release()
 		c.limit.Release(tokens)
 		c.observed(req, start, nil)
@@ -104,7 +111,15 @@ func (c *conn) readLent(req protocol.TransmissionRequestHeader, tokens int64, st
 
 func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error {
 	off := int64(req.Offset)
-	if req.CommandFlags&cmdFlagFUA == 0 {
+	if !c.aligned(req) {
+		return c.writeUnaligned(data, off, req.CommandFlags&cmdFlagFUA != 0)
+	}
+	return c.writeAt(data, off, req.CommandFlags&cmdFlagFUA != 0)
+}
+
+// writeAt writes aligned data at off, durably with fua.
+func (c *conn) writeAt(data []byte, off int64, fua bool) error {
+	if !fua {
 		_, err := c.export.Backend.WriteAt(data, off)
 		return err
 	}
@@ -113,7 +128,10 @@ func (c *conn) write(req protocol.TransmissionRequestHeader, data []byte) error 
 		return err
 	}
 	_, err := c.export.Backend.WriteAt(data, off)
-	return c.fua(req, err)
+	if err != nil {
+		return err
+	}
+	return c.export.Backend.Sync()
 }
 
 // fua makes a successful write-like command durable when the client asked
@@ -159,6 +177,10 @@ func commandName(t uint16) string {
 		return "trim"
 	case cmdWriteZeroes:
 		return "write_zeroes"
+	case cmdCache:
+		return "cache"
+	case cmdBlockStatus:
+		return "block_status"
 	}
 	return "unknown"
 }

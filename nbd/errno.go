@@ -24,6 +24,8 @@ func nbdErrno(err error) uint32 {
 		return errENOSPC
 	case syscall.EOVERFLOW:
 		return errEOVERFLOW
+	case syscall.ENOTSUP: // a fast zero that would not be fast
+		return errENOTSUP
 	default:
 		return errEIO
 	}

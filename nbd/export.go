@@ -12,9 +12,14 @@ import (
 const (
 	DefaultMinBlockSize       = 512
 	DefaultPreferredBlockSize = 4096
-	// DefaultMaxBlockSize is also the largest allowed: the spec's
-	// interoperable payload limit and the Linux client's max_hw_sectors.
-	DefaultMaxBlockSize = 32 << 20
+	// DefaultMaxBlockSize is also the largest allowed (MaxPayload): twice
+	// the spec's interoperable payload limit, as nbdkit and nbd-server
+	// take. The Linux client sends at most 32 MiB.
+	DefaultMaxBlockSize = MaxPayload
+	// MaxPayload is the largest READ or WRITE payload served. A WRITE
+	// that declares more is taken as a denial of service: its payload is
+	// not drained, the connection is dropped.
+	MaxPayload = 64 << 20
 )
 
 // An Export is one named device offered to clients.
@@ -65,6 +70,15 @@ type export struct {
 	blockSize uint32
 	// lender, when set, serves READs of at least lendMin bytes.
 	lender Lender
+	// extents (nil: everything is data), cache, fastZero: see Extenter,
+	// Cacher, FastZeroer.
+	extents  Extenter
+	cache    Cacher
+	fastZero FastZeroer
+	// align is the alignment the backend takes (Aligner), 1 if any; rmw
+	// serializes the read-modify-writes of partial units (unaligned.go).
+	align int64
+	rmw   *rmwLocks
 }
 
 // lendMin is the smallest READ sent from the backend's own buffers. A
@@ -108,8 +122,8 @@ func resolveExport(e *Export) (*export, error) {
 		return nil, fmt.Errorf("minimum block size %d is not a power of two up to 64 KiB", r.min)
 	case !isPowerOfTwo(r.preferred) || r.preferred < max(r.min, 512):
 		return nil, fmt.Errorf("preferred block size %d is not a power of two of at least max(minimum, 512)", r.preferred)
-	case r.max < r.preferred || r.max > DefaultMaxBlockSize:
-		return nil, fmt.Errorf("maximum block size %d is not between the preferred size and 32 MiB", r.max)
+	case r.max < r.preferred || r.max > MaxPayload:
+		return nil, fmt.Errorf("maximum block size %d is not between the preferred size and 64 MiB", r.max)
 	}
 
 	// CAN_MULTI_CONN is sound because Sync covers writes completed on any
@@ -117,6 +131,18 @@ func resolveExport(e *Export) (*export, error) {
 	r.flags = protocol.NEGOTIATION_REPLY_FLAGS_HAS_FLAGS | flagSendFlush |
 		protocol.NEGOTIATION_REPLY_FLAGS_CAN_MULTI_CONN
 	r.lender, _ = e.Backend.(Lender)
+	r.extents, _ = e.Backend.(Extenter)
+	r.align = 1
+	if a, ok := e.Backend.(Aligner); ok {
+		r.align = a.Alignment()
+		if r.align < 1 || r.align&(r.align-1) != 0 || r.align > int64(r.min) {
+			return nil, fmt.Errorf("backend alignment %d is not a power of two up to the minimum block size %d", r.align, r.min)
+		}
+	}
+	r.rmw = &rmwLocks{}
+	if r.cache, _ = e.Backend.(Cacher); r.cache != nil {
+		r.flags |= flagSendCache
+	}
 	if e.ReadOnly {
 		r.flags |= flagReadOnly
 		return r, nil
@@ -135,7 +161,10 @@ func resolveExport(e *Export) (*export, error) {
 		r.flags |= flagSendTrim
 	}
 	if r.zero, _ = e.Backend.(Zeroer); r.zero != nil {
-		r.flags |= flagSendWriteZeroes
+		// Fast zero is advertised with WRITE_ZEROES: without a FastZeroer
+		// every fast zero request fails at once, as the spec allows.
+		r.flags |= flagSendWriteZeroes | flagSendFastZero
+		r.fastZero, _ = e.Backend.(FastZeroer)
 	}
 	return r, nil
 }

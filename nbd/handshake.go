@@ -38,6 +38,9 @@ type session struct {
 	// handshake began on, or its TLS layer after NBD_OPT_STARTTLS.
 	conn net.Conn
 	r    *bufio.Reader
+	// structured: see negotiator.structured. blockStatus: base:allocation
+	// was selected for this export (meta.go).
+	structured, blockStatus bool
 }
 
 type negotiator struct {
@@ -50,6 +53,11 @@ type negotiator struct {
 	nc    net.Conn
 	tls   tlsPolicy
 	tlsUp bool
+	// structured replies were negotiated (NBD_OPT_STRUCTURED_REPLY); meta
+	// is the export for which the last NBD_OPT_SET_META_CONTEXT selected
+	// base:allocation, or nil (meta.go).
+	structured bool
+	meta       *export
 }
 
 // negotiate runs the fixed newstyle handshake. Options are handled
@@ -153,9 +161,11 @@ func (n *negotiator) option(opt protocol.NegotiationOptionHeader) (*session, err
 		return nil, n.list(opt.ID, data)
 	case protocol.NEGOTIATION_ID_OPTION_INFO, protocol.NEGOTIATION_ID_OPTION_GO:
 		return n.infoOrGo(opt.ID, data)
+	case optStructuredReply, optListMetaContext, optSetMetaContext:
+		return nil, n.metaOption(opt.ID, data)
 	default:
-		// STARTTLS, STRUCTURED_REPLY, the META_CONTEXT options and anything
-		// newer: the client falls back to the baseline protocol.
+		// STARTTLS without TLS, EXTENDED_HEADERS and anything newer: the client falls
+		// back to what this server speaks.
 		return nil, n.replyError(opt.ID, protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED, "")
 	}
 }
@@ -179,7 +189,7 @@ func (n *negotiator) exportName(name string) (*session, error) {
 	if _, err := n.w.Write(reply); err != nil {
 		return nil, err
 	}
-	return &session{export: e, size: size}, nil
+	return n.session(e, size, false), nil
 }
 
 func (n *negotiator) list(id uint32, data []byte) error {
@@ -269,7 +279,7 @@ func (n *negotiator) infoOrGo(id uint32, data []byte) (*session, error) {
 	if id == protocol.NEGOTIATION_ID_OPTION_INFO {
 		return nil, nil
 	}
-	return &session{export: e, size: size, strictAlign: wantBlockSize}, nil
+	return n.session(e, size, wantBlockSize), nil
 }
 
 // wire encodes go-nbd's fixed-size wire structs and byte strings, which

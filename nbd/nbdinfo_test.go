@@ -40,9 +40,9 @@ func TestNbdinfoListAndFlags(t *testing.T) {
 	}
 	want := []nbdinfoExport{
 		{Name: "full", Description: "all commands", Size: 8 << 20, CanFlush: true, CanFUA: true, CanTrim: true,
-			CanZero: true, CanMultiConn: true, MinBlock: 512, PrefBlock: 1 << 20, MaxBlock: 32 << 20},
+			CanZero: true, CanMultiConn: true, MinBlock: 512, PrefBlock: 1 << 20, MaxBlock: 64 << 20},
 		{Name: "plain", Size: 4 << 20, CanFlush: true, CanMultiConn: true, MinBlock: 4096, PrefBlock: 4096, MaxBlock: 1 << 20},
-		{Name: "ro", Size: 2 << 20, ReadOnly: true, CanFlush: true, CanMultiConn: true, MinBlock: 512, PrefBlock: 4096, MaxBlock: 32 << 20},
+		{Name: "ro", Size: 2 << 20, ReadOnly: true, CanFlush: true, CanMultiConn: true, MinBlock: 512, PrefBlock: 4096, MaxBlock: 64 << 20},
 	}
 	if len(got.Exports) != len(want) {
 		t.Fatalf("nbdinfo --list shows %d exports, want %d:\n%s", len(got.Exports), len(want), out)

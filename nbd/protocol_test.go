@@ -104,8 +104,10 @@ func TestOptionErrors(t *testing.T) {
 		want uint32
 	}{
 		{"STARTTLS", 5, nil, protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED},
-		{"STRUCTURED_REPLY", 8, nil, protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED},
-		{"SET_META_CONTEXT", 10, []byte("\x00\x00\x00\x04disk\x00\x00\x00\x01\x00\x00\x00\x0fbase:allocation"), protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED},
+		{"SET_META_CONTEXT before STRUCTURED_REPLY", 10, []byte("\x00\x00\x00\x04disk\x00\x00\x00\x01\x00\x00\x00\x0fbase:allocation"), repErrInvalid},
+		{"LIST_META_CONTEXT before STRUCTURED_REPLY", 9, []byte("\x00\x00\x00\x04disk\x00\x00\x00\x00"), repErrInvalid},
+		{"STRUCTURED_REPLY with data", 8, []byte{0}, repErrInvalid},
+		{"EXTENDED_HEADERS", 11, nil, protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED},
 		{"unknown option with data", 4711, bytes.Repeat([]byte{0xff}, 100), protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED},
 		{"LIST with data", protocol.NEGOTIATION_ID_OPTION_LIST, []byte{0}, repErrInvalid},
 		{"GO too short", optGo, []byte{0, 0, 0, 0, 0}, repErrInvalid},
@@ -174,8 +176,8 @@ func TestRequestErrors(t *testing.T) {
 		t.Errorf("read back %v", data[:8])
 	}
 
-	// A payload over 32 MiB is not drained: the connection is dropped.
-	c.request(cmdWrite, 0, 3, 0, DefaultMaxBlockSize+1, nil)
+	// A payload over 64 MiB is not drained: the connection is dropped.
+	c.request(cmdWrite, 0, 3, 0, MaxPayload+1, nil)
 	c.expectClosed()
 }
 

@@ -49,8 +49,8 @@ type Server struct {
 	// Observe, if set, is told of each request that reaches an export's
 	// backend, once, when it ends: a READ once its reply is sent (or
 	// dropped with a broken connection), any other command once its
-	// reply is queued. cmd is "read", "write", "flush", "trim" or
-	// "write_zeroes"; bytes the request's length; d the time from its
+	// reply is queued. cmd is "read", "write", "flush", "trim",
+	// "write_zeroes", "cache" or "block_status"; bytes the request's length; d the time from its
 	// admission (after a WRITE's payload has arrived, before the request
 	// waits for the payload budget) to its end; err the backend's error,
 	// nil on success. Requests answered without the backend (invalid,

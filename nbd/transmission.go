@@ -28,8 +28,8 @@ type conn struct {
 	log    *slog.Logger
 	export *export
 	size   uint64
-	// strictAlign: see session.
-	strictAlign bool
+	// strictAlign, structured, blockStatus: see session.
+	strictAlign, structured, blockStatus bool
 
 	// payloadTimeout: see Server.PayloadTimeout.
 	payloadTimeout time.Duration
@@ -63,8 +63,10 @@ func newConn(nc net.Conn, r *bufio.Reader, sess *session, limit *inflight.Limite
 		export:         sess.export,
 		size:           sess.size,
 		strictAlign:    sess.strictAlign,
+		structured:     sess.structured,
+		blockStatus:    sess.blockStatus,
 		payloadTimeout: payloadTimeout,
-		w:              newReplyWriter(nc),
+		w:              newReplyWriter(nc, sess.structured),
 		limit:          limit,
 		barrier:        inflight.NewWriteBarrier(),
 	}
@@ -148,12 +150,12 @@ func (c *conn) readFailed(ctx context.Context, err error) (string, error) {
 // A non-empty reason ends the connection.
 func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader) (reason string, err error) {
 	isWrite := req.Type == protocol.TRANSMISSION_TYPE_REQUEST_WRITE
-	if isWrite && req.Length > DefaultMaxBlockSize {
+	if isWrite && req.Length > MaxPayload {
 		// The spec lets a server treat larger payloads as denial of
 		// service; draining up to 4 GiB would be one.
 		return "protocol error", fmt.Errorf("WRITE payload of %d bytes", req.Length)
 	}
-	if errno := c.check(req); errno != 0 || req.Length == 0 && req.Type != cmdFlush {
+	if errno := c.check(req); errno != 0 || req.Length == 0 && req.Type != cmdFlush && req.Type != cmdBlockStatus {
 		if isWrite {
 			if err := c.receive(ctx, nil, int(req.Length)); err != nil {
 				return c.readFailed(ctx, err)
@@ -203,7 +205,7 @@ func (c *conn) admit(ctx context.Context, req protocol.TransmissionRequestHeader
 		c.dropWrite(buf, block)
 		return "server shutdown", nil
 	}
-	if !isWrite && payload > 0 && !(c.export.lender != nil && payload >= lendMin) {
+	if !isWrite && payload > 0 && !(c.export.lender != nil && payload >= lendMin && c.aligned(req)) {
 		buf = payloads.Get(int(payload))
 	}
 	// Otherwise a READ's reply is sent from the backend's buffers (read).
@@ -235,7 +237,7 @@ func (c *conn) receiveWrite(ctx context.Context, req protocol.TransmissionReques
 		err = c.receive(ctx, block, len(block))
 	} else {
 		buf = payloads.Get(int(req.Length))
-		err = c.receive(ctx, (*buf)[replyHeaderLen:], int(req.Length))
+		err = c.receive(ctx, (*buf)[payloadHeadroom:], int(req.Length))
 	}
 	if err != nil {
 		c.dropWrite(buf, block)
@@ -325,7 +327,20 @@ func (c *conn) check(req protocol.TransmissionRequestHeader) uint32 {
 		if c.export.zero == nil && !c.export.ReadOnly {
 			return protocol.TRANSMISSION_ERROR_EINVAL
 		}
-		allowedFlags |= cmdFlagNoHole
+		allowedFlags |= cmdFlagNoHole | cmdFlagFastZero
+	case cmdCache:
+		if c.export.cache == nil {
+			return protocol.TRANSMISSION_ERROR_EINVAL
+		}
+		writes = false
+	case cmdBlockStatus:
+		// Only after base:allocation was selected for this export, and
+		// never of length 0: a successful reply must describe an extent.
+		if !c.blockStatus || req.Length == 0 {
+			return protocol.TRANSMISSION_ERROR_EINVAL
+		}
+		allowedFlags |= cmdFlagReqOne
+		writes = false
 	default:
 		return protocol.TRANSMISSION_ERROR_EINVAL
 	}
@@ -339,8 +354,9 @@ func (c *conn) check(req protocol.TransmissionRequestHeader) uint32 {
 		return 0
 	}
 	hasPayload := req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ || req.Type == protocol.TRANSMISSION_TYPE_REQUEST_WRITE
-	// TRIM and WRITE_ZEROES carry no payload and may exceed the maximum,
-	// as the spec allows: the kernel sends discards of up to 4 GiB.
+	// TRIM, WRITE_ZEROES, CACHE and BLOCK_STATUS carry no payload and may
+	// exceed the maximum, as the spec allows: the kernel sends discards of
+	// up to 4 GiB.
 	if hasPayload && req.Length > c.export.max {
 		return protocol.TRANSMISSION_ERROR_EINVAL
 	}
