@@ -496,14 +496,21 @@ func TestStructuredRead(t *testing.T) {
 func Test64MiBRequests(t *testing.T) {
 	const n = MaxPayload
 	be := newMemBackend(n + 1<<20)
-	ts := startServer(t, &Server{Exports: []*Export{{Name: "disk", Backend: be}}})
+	// The daemon's device too, whose cache (64 MiB) is too small to lend a
+	// whole 64 MiB read from.
+	dev := openSparseDevice(t, n+1<<20, 1<<20, nil, false, 0)
+	ts := startServer(t, &Server{Exports: []*Export{{Name: "disk", Backend: be}, {Name: "device", Backend: dev.Device}}})
 	data := pattern(n, 7)
-	for _, structured := range []bool{false, true} {
+	for i, structured := range []bool{false, true, false, true} {
+		export := "disk"
+		if i >= 2 {
+			export = "device"
+		}
 		c := dialRaw(t, ts.addr)
 		if structured {
-			c.structuredHandshake("disk", true)
+			c.structuredHandshake(export, true)
 		} else {
-			c.handshake("disk")
+			c.handshake(export)
 		}
 		off := uint64(0)
 		if structured {
@@ -533,7 +540,7 @@ func Test64MiBRequests(t *testing.T) {
 			c.read(got)
 		}
 		if !bytes.Equal(got, data) {
-			t.Errorf("structured %v: 64 MiB read back other bytes", structured)
+			t.Errorf("%s, structured %v: 64 MiB read back other bytes", export, structured)
 		}
 		c.request(cmdRead, 0, 3, 0, n+512, nil)
 		if structured {
