@@ -12,7 +12,7 @@ import "github.com/pojntfx/go-nbd/pkg/backend"
 // safe for concurrent use. "Every write" in Sync means writes completed on
 // any connection: that is what lets the server advertise
 // NBD_FLAG_CAN_MULTI_CONN. Offsets need not be aligned (see
-// Export.MinBlockSize). To choose the error a client sees, wrap a
+// Export.MinBlockSize), unless the backend says otherwise (Aligner). To choose the error a client sees, wrap a
 // syscall.Errno: EPERM (also EROFS), EINVAL, ENOSPC (also EDQUOT, EFBIG) and
 // EOVERFLOW pass through; anything else becomes EIO.
 //

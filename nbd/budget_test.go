@@ -68,3 +68,47 @@ func TestUnsentReadRepliesHoldTheBudget(t *testing.T) {
 		t.Error("Buffered found an export that does not exist")
 	}
 }
+
+// A 64 MiB READ, larger than the export's whole payload budget, is
+// admitted alone: it takes all of the budget until its reply is sent, and
+// every other request waits (not forever: its own turn comes).
+func TestMaxPayloadReadTakesTheWholeBudget(t *testing.T) {
+	const budget = 16 << 20
+	be := &countingReads{memBackend: newMemBackend(MaxPayload + 1<<20)}
+	s := &Server{
+		Exports: []*Export{{Name: "disk", Backend: be, MaxBuffered: budget}},
+		Log:     slog.New(slog.DiscardHandler),
+	}
+	client, server := net.Pipe()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go s.ServeConn(ctx, server)
+	c := newRawClient(t, client)
+	c.handshake("disk")
+	go func() {
+		c.request(cmdRead, 0, 1, 0, MaxPayload, nil)
+		c.request(cmdRead, 0, 2, 0, 4096, nil)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if n := be.reads.Load(); n != 1 {
+		t.Fatalf("%d reads ran with a 64 MiB reply unsent; want 1", n)
+	}
+	if used, size, _ := s.Buffered("disk"); used != budget || size != budget {
+		t.Errorf("Buffered = %d of %d; want the whole budget held", used, size)
+	}
+	c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	for range 2 {
+		h := c.reply()
+		if h.Error != 0 {
+			t.Fatalf("read %d: error %d", h.Handle, h.Error)
+		}
+		n := MaxPayload
+		if h.Handle == 2 {
+			n = 4096
+		}
+		c.read(make([]byte, n))
+	}
+	if n := be.reads.Load(); n != 2 {
+		t.Errorf("%d reads ran; want 2", n)
+	}
+}

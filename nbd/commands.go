@@ -14,10 +14,12 @@ import (
 // which may be after run returns. start is when the request was admitted,
 // for Server.Observe.
 func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []byte, seq uint64, tokens int64, start time.Time) {
-	switch req.Type {
-	case protocol.TRANSMISSION_TYPE_REQUEST_READ:
+	if req.Type == protocol.TRANSMISSION_TYPE_REQUEST_READ {
 		c.read(req, buf, tokens, start)
 		return
+	}
+	defer c.limit.Release(tokens)
+	switch req.Type {
 	case cmdBlockStatus:
 		err := c.sendBlockStatus(req)
 		if err != nil {
@@ -31,7 +33,6 @@ func (c *conn) run(req protocol.TransmissionRequestHeader, buf *[]byte, block []
 		c.observed(req, start, err)
 		return
 	}
-	defer c.limit.Release(tokens)
 	var err error
 	switch req.Type {
 	case protocol.TRANSMISSION_TYPE_REQUEST_WRITE:

@@ -13,16 +13,21 @@
 // the connection instead of replying with an error.
 //
 // What this server speaks: fixed newstyle negotiation with NO_ZEROES;
-// NBD_OPT_EXPORT_NAME, LIST, INFO, GO and ABORT (others get
-// NBD_REP_ERR_UNSUP); simple replies only; READ, WRITE, FLUSH, DISC, and
-// TRIM, WRITE_ZEROES and native FUA when the backend implements the optional
-// interfaces. Requests on a connection run concurrently and are answered in
-// completion order; a FLUSH first waits for the writes received before it
-// on its connection, then calls Sync, which covers all connections, hence
-// NBD_FLAG_CAN_MULTI_CONN. Invalid requests get error replies (EINVAL,
-// EPERM, ENOSPC) and the connection continues; backend errors map through
-// syscall.Errno (see Backend). A WRITE enters the server-wide payload budget
-// only once its payload has arrived, so a client that stops sending holds
-// nothing other clients wait for; a payload that stops arriving for
+// NBD_OPT_EXPORT_NAME, LIST, INFO, GO, ABORT, STRUCTURED_REPLY and
+// LIST/SET_META_CONTEXT with base:allocation (others get
+// NBD_REP_ERR_UNSUP); simple replies, or structured ones once negotiated
+// (meta.go, structured.go); READ, WRITE, FLUSH, DISC, BLOCK_STATUS, and
+// TRIM, WRITE_ZEROES (with fast zero), CACHE and native FUA when the
+// backend implements the optional interfaces. READ and WRITE take up to 64
+// MiB (MaxPayload), and a client that did not agree to the minimum block
+// size may address single bytes (unaligned.go). Requests on a connection
+// run concurrently and are answered in completion order; a FLUSH first
+// waits for the writes received before it on its connection, then calls
+// Sync, which covers all connections, hence NBD_FLAG_CAN_MULTI_CONN.
+// Invalid requests get error replies (EINVAL, EPERM, ENOSPC) and the
+// connection continues; backend errors map through syscall.Errno (see
+// Backend). A WRITE enters the server-wide payload budget only once its
+// payload has arrived, so a client that stops sending holds nothing other
+// clients wait for; a payload that stops arriving for
 // Server.PayloadTimeout closes its connection.
 package nbd

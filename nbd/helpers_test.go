@@ -23,7 +23,7 @@ type testServer struct {
 
 // startServer serves s on 127.0.0.1 until the test ends, logging to the
 // test; the cleanup fails the test if Serve errs or does not return.
-func startServer(t *testing.T, s *Server) *testServer {
+func startServer(t testing.TB, s *Server) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,11 +60,11 @@ func (ts *testServer) stop() error {
 // uri names an export on the server; libnbd and qemu otherwise ask for "".
 func (ts *testServer) uri(export string) string { return "nbd://" + ts.addr + "/" + export }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))

@@ -400,6 +400,17 @@ func TestBlockStatus(t *testing.T) {
 			t.Errorf("%s: extents %v (error %d), want %v", q.what, got, errno, q.want)
 		}
 	}
+	// More than a connection's requests in flight (64), one after the
+	// other: each gives its place back.
+	for i := range 2 * DefaultMaxInflight {
+		c.request(cmdCache, 0, uint64(200+i), 0, 4096, nil)
+		if errno := replyErrno(c.structuredReply(uint64(200 + i))); errno != 0 {
+			t.Fatalf("CACHE %d: error %d", i, errno)
+		}
+		if _, errno := c.blockStatus(uint64(200+i), 0, 0, 4096); errno != 0 {
+			t.Fatalf("BLOCK_STATUS %d: error %d", i, errno)
+		}
+	}
 	for i, bad := range []struct {
 		what  string
 		flags uint16

@@ -11,7 +11,7 @@ import (
 // at once when not told otherwise: eight 1 MiB requests, or 64 of the Linux
 // client's usual 128 KiB. Servers size each export's budget from its
 // store parallelism instead (see nbd.Export.MaxBuffered). A larger request
-// (up to 32 MiB) is admitted alone.
+// (up to 64 MiB, nbd.MaxPayload) is admitted alone.
 const DefaultBudget = 8 << 20
 
 // Budget bounds the payload bytes held by the requests in flight, across
