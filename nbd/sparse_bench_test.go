@@ -28,8 +28,9 @@ import (
 // blockmap.Device over an in-memory store (a non-volatile device, as
 // mem://?latency=0 gives: every block of data is a GET) that counts its
 // requests. The 256 blocks of data are spread over the device, one in
-// every 256. OBJBACKER_BENCH_SPARSE_GIB sets another size; each copy
-// starts from an empty cache.
+// every 256. OBJBACKER_BENCH_SPARSE_GIB sets another size, and
+// OBJBACKER_BENCH_SPARSE_LATENCY (a Go duration) a latency for each store
+// request, as mem://?latency= does; each copy starts from an empty cache.
 //
 //	go test -run '^$' -bench SparseCopyOut -benchtime 1x ./nbd/
 func BenchmarkSparseCopyOut(b *testing.B) {
@@ -47,13 +48,20 @@ func BenchmarkSparseCopyOut(b *testing.B) {
 	for blk := int64(0); blk < blocks; blk += blocks / 256 {
 		data = append(data, blk)
 	}
+	var latency time.Duration
+	if v := os.Getenv("OBJBACKER_BENCH_SPARSE_LATENCY"); v != "" {
+		var err error
+		if latency, err = time.ParseDuration(v); err != nil {
+			b.Fatal(err)
+		}
+	}
 	nbdcopy := testenv.Command(b, "nbdcopy")
 	for b.Loop() {
 		var secs [3]float64
 		var gets [3]int64
 		for i, mode := range []string{"block-status", "no-extents", "plain"} {
 			extents := mode == "block-status"
-			d := openSparseDevice(b, size, mib, data, false, 0)
+			d := openSparseDevice(b, size, mib, data, false, latency)
 			ts := startServer(b, &Server{Exports: []*Export{{Name: "disk", Backend: d.Device, PreferredBlockSize: mib}},
 				Log: slog.New(slog.DiscardHandler)})
 			args := []string{ts.uri("disk"), "null:"}
