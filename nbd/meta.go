@@ -110,3 +110,10 @@ func (n *negotiator) session(e *export, size uint64, strictAlign bool) *session 
 	return &session{export: e, size: size, strictAlign: strictAlign,
 		structured: n.structured, blockStatus: n.structured && n.meta == e}
 }
+
+// forgetOptions drops what earlier options negotiated: structured replies
+// and the selected contexts. A successful NBD_OPT_STARTTLS must call it,
+// as the spec says ("the server MUST NOT preserve any negotiation state").
+func (n *negotiator) forgetOptions() {
+	n.structured, n.meta = false, nil
+}
