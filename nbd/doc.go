@@ -13,9 +13,9 @@
 // the connection instead of replying with an error.
 //
 // What this server speaks: fixed newstyle negotiation with NO_ZEROES;
-// NBD_OPT_EXPORT_NAME, LIST, INFO, GO, ABORT, STRUCTURED_REPLY and
-// LIST/SET_META_CONTEXT with base:allocation (others get
-// NBD_REP_ERR_UNSUP); simple replies, or structured ones once negotiated
+// NBD_OPT_EXPORT_NAME, LIST, INFO, GO, ABORT, STRUCTURED_REPLY,
+// LIST/SET_META_CONTEXT with base:allocation, and STARTTLS when
+// Server.TLSConfig is set (tls.go) (others get NBD_REP_ERR_UNSUP); simple replies, or structured ones once negotiated
 // (meta.go, structured.go); READ, WRITE, FLUSH, DISC, BLOCK_STATUS, and
 // TRIM, WRITE_ZEROES (with fast zero), CACHE and native FUA when the
 // backend implements the optional interfaces. READ and WRITE take up to 64

@@ -725,3 +725,39 @@ func TestCacheAndFastZero(t *testing.T) {
 		t.Errorf("plain: CACHE: error %d, want EINVAL", h.Error)
 	}
 }
+
+// Structured replies and contexts negotiated before STARTTLS do not
+// survive it (doc/proto.md, NBD_OPT_STARTTLS): BLOCK_STATUS is then
+// EINVAL and replies are simple, until negotiated again under TLS.
+func TestStartTLSForgetsStructuredReplies(t *testing.T) {
+	ts := newTLSSetup(t)
+	srv := startServer(t, &Server{Exports: []*Export{{Name: "disk", Backend: newSparseBackend(1 << 20)}}, TLSConfig: ts.server})
+	for _, again := range []bool{false, true} {
+		c := dialRaw(t, srv.addr)
+		c.write(clientFlagFixedNewstyle | clientFlagNoZeroes)
+		c.option(optStructuredReply, nil)
+		c.optionReply()
+		if got, typ := c.metaOption(optSetMetaContext, metaData("disk", metaBaseAllocation)); typ != protocol.NEGOTIATION_TYPE_REPLY_ACK || len(got) != 1 {
+			t.Fatalf("SET_META_CONTEXT before TLS: %v, %#x", got, typ)
+		}
+		if err := c.startTLS(ts.client); err != nil {
+			t.Fatal(err)
+		}
+		if again {
+			c.option(optStructuredReply, nil)
+			c.optionReply()
+			c.metaOption(optSetMetaContext, metaData("disk", metaBaseAllocation))
+		}
+		c.goTo("disk", protocol.NEGOTIATION_TYPE_INFO_BLOCKSIZE)
+		if !again {
+			c.request(cmdBlockStatus, 0, 1, 0, 4096, nil)
+			if h := c.reply(); h.Error != protocol.TRANSMISSION_ERROR_EINVAL {
+				t.Errorf("BLOCK_STATUS with the contexts of before TLS: simple reply error %d, want EINVAL", h.Error)
+			}
+			continue
+		}
+		if got, errno := c.blockStatus(1, 0, 0, 4096); errno != 0 || len(got) != 1 || !got[0].hole {
+			t.Errorf("BLOCK_STATUS negotiated again under TLS: %v, error %d", got, errno)
+		}
+	}
+}

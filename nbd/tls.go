@@ -93,9 +93,11 @@ func (n *negotiator) startTLS(opt protocol.NegotiationOptionHeader) error {
 	}
 	n.nc, n.r, n.w = &tlsConn{Conn: tc}, bufio.NewReaderSize(tc, 32<<10), bufio.NewWriter(tc)
 	n.tlsUp = true
-	// The spec: nothing negotiated before STARTTLS survives it. The
-	// options handled so far (LIST, INFO) leave no state; any stateful
-	// option added to the negotiator must be reset here.
+	// The spec: nothing negotiated before STARTTLS survives it. LIST and
+	// INFO leave no state; structured replies and metadata contexts are
+	// dropped (meta.go). Any stateful option added to the negotiator must
+	// be reset here.
+	n.forgetOptions()
 	st := tc.ConnectionState()
 	attrs := []any{"version", tls.VersionName(st.Version), "cipher", tls.CipherSuiteName(st.CipherSuite)}
 	if len(st.PeerCertificates) > 0 {
