@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -40,34 +39,18 @@ func guestTLS(t *testing.T, v *vm) []string {
 
 // appendFiles appends a cpio archive with files in the directory dir to
 // the packed initramfs.
-func appendFiles(initrd, dir string, files map[string][]byte) (err error) {
-	f, err := os.OpenFile(initrd, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(make([]byte, (4-st.Size()%4)%4)); err != nil {
-		return err
-	}
+func appendFiles(initrd, dir string, files map[string][]byte) error {
 	names := make([]string, 0, len(files))
 	for name := range files {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	c := &cpioWriter{w: f}
-	c.add(dir, cpioDir|0o700, nil)
-	for _, name := range names {
-		c.add(dir+"/"+name, cpioFile|0o600, files[name])
-	}
-	return c.close()
+	return appendCpio(initrd, func(c *cpioWriter) {
+		c.add(dir, cpioDir|0o700, nil)
+		for _, name := range names {
+			c.add(dir+"/"+name, cpioFile|0o600, files[name])
+		}
+	})
 }
 
 // requireTLS fails the test unless at least n connections came in TLS

@@ -147,11 +147,21 @@ func buildStaticObjbacker(t *testing.T) string {
 
 // appendArchive appends a cpio archive with /bin/objbacker and
 // /e2e/vdev.env to the packed initramfs.
-func appendArchive(initrd, bin string, env []byte) (err error) {
+func appendArchive(initrd, bin string, env []byte) error {
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		return err
 	}
+	return appendCpio(initrd, func(c *cpioWriter) {
+		c.add("bin/objbacker", cpioFile|0o755, data)
+		c.add("e2e/vdev.env", cpioFile|0o600, env)
+	})
+}
+
+// appendCpio appends to the packed initramfs a cpio archive whose entries
+// add makes, after padding the file to a 4-byte boundary, as the kernel
+// reads concatenated archives.
+func appendCpio(initrd string, add func(c *cpioWriter)) (err error) {
 	f, err := os.OpenFile(initrd, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
@@ -169,7 +179,6 @@ func appendArchive(initrd, bin string, env []byte) (err error) {
 		return err
 	}
 	c := &cpioWriter{w: f}
-	c.add("bin/objbacker", cpioFile|0o755, data)
-	c.add("e2e/vdev.env", cpioFile|0o600, env)
+	add(c)
 	return c.close()
 }
